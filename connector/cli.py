@@ -1,0 +1,44 @@
+"""`wa-keeper` command line. Exit codes: 0 ok, 1 failure, 2 usage.
+
+Every error reaches the operator as one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from connector import __version__
+from connector.errors import KeeperError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wa-keeper",
+        description="Keeps WhatsApp multi-device sessions paired and backed up.",
+    )
+    parser.add_argument("--version", action="version", version=f"wa-keeper {__version__}")
+    parser.add_subparsers(dest="command", metavar="COMMAND")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        handler = args.handler
+        result: int = handler(args)
+        return result
+    except KeeperError as exc:
+        print(f"wa-keeper: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
