@@ -1,0 +1,15 @@
+"""The CLI's subcommands; each module's `register` adds one (or a few) to the parser.
+
+To add a command: write `connector/commands/<name>.py` with
+`register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None`
+and list it here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+COMMANDS: list[Registrar] = []

@@ -1,0 +1,1 @@
+"""Session files in whatsmeow's SQLite format (no neonize import here)."""

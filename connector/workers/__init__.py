@@ -1,0 +1,1 @@
+"""Session workers: one process per neonize session, or one sim process for many accounts."""
