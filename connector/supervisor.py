@@ -1,0 +1,349 @@
+"""The supervisor: the thin asyncio loop that drives every held account's state machine.
+
+Each account has a queue of signals and one task that feeds them to
+`account_machine.step` and carries out the returned actions in order, so an
+account never runs two things at once while accounts run side by side. Slow
+work (vault restores and backups, which use sqlite3 and the sync Firestore
+client) runs in threads. Timers are asyncio handles that push `TimerFired`.
+
+The supervisor never imports neonize: workers are other processes (`Workers`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from connector import account as a
+from connector.account_machine import RUNNING, step
+from connector.clock import Clock
+from connector.ports import EventSink
+from connector.workers import protocol as wp
+from wa_wire import AccountStatus, LifecycleEvent
+from wa_wire.codec import parse_timestamp
+
+log = logging.getLogger("wa_keeper.supervisor")
+
+
+class Vault(Protocol):
+    """What the supervisor needs of the session vault (sync; run in threads)."""
+
+    def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone: ...
+
+    def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None: ...
+
+    def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone: ...
+
+    def wipe(self, account: str, epoch: int) -> a.OperationDone: ...
+
+    def mark_good(self, account: str, generation: int) -> None: ...
+
+    def disk_problem(self, account: str) -> str | None:
+        """None when the disk session is present and healthy, else what is wrong."""
+        ...
+
+
+class Workers(Protocol):
+    """Worker processes; reports come back through the `deliver` callback given at start."""
+
+    async def start(self, account: str, session_path: Path) -> None: ...
+
+    async def send(self, account: str, order: wp.Message) -> None: ...
+
+    async def stop(self, account: str, kill: bool = False) -> None: ...
+
+    def alive(self, account: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class StatusWriter(Protocol):
+    """Writes the visible account state (`accounts/{id}`); fenced by the lease epoch."""
+
+    async def write(self, account: str, update: StatusUpdate) -> None: ...
+
+
+class CommandResults(Protocol):
+    async def finish(self, command_id: str, ok: bool, message: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    status: AccountStatus
+    reason: str
+    epoch: int
+    holder: str
+    jid: str | None
+    qr: tuple[str, str] | None
+    connected_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    machine: a.Config = field(default_factory=a.Config)
+    backoff_initial_s: float = 1.0
+    backoff_max_s: float = 60.0
+    backoff_jitter_s: float = 1.0
+    max_parallel_starts: int = 16
+    """At most this many accounts run the restore order at once: a restart of
+    hundreds of accounts becomes a steady stream instead of a storm."""
+
+
+def backoff_delay(attempt: int, config: SupervisorConfig) -> float:
+    """Exponential backoff with jitter, capped (tenacity's wait strategy)."""
+    wait = wait_exponential_jitter(
+        multiplier=config.backoff_initial_s, max=config.backoff_max_s, jitter=config.backoff_jitter_s
+    )
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+    state.attempt_number = max(1, attempt)
+    return float(wait(state))
+
+
+@dataclass
+class AccountView:
+    """What /status shows of one account."""
+
+    state: a.AccountState
+    last_backup_at: datetime | None = None
+    last_health: str = "not checked yet"
+    connected_at: datetime | None = None
+
+
+class Supervisor:
+    def __init__(
+        self,
+        *,
+        connector_id: str,
+        sessions_path: Path,
+        vault: Vault,
+        workers_factory: Callable[[Callable[[str, a.Signal], None]], Workers],
+        status: StatusWriter,
+        events: EventSink,
+        commands: CommandResults,
+        clock: Clock,
+        config: SupervisorConfig,
+    ) -> None:
+        self.connector_id = connector_id
+        self.sessions_path = sessions_path
+        self.vault = vault
+        self.status = status
+        self.events = events
+        self.commands = commands
+        self.clock = clock
+        self.config = config
+        self.workers = workers_factory(self.deliver)
+        self.views: dict[str, AccountView] = {}
+        self._queues: dict[str, asyncio.Queue[a.Signal]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._timers: dict[tuple[str, a.Timer], asyncio.TimerHandle] = {}
+        self._starts = asyncio.Semaphore(config.max_parallel_starts)
+        self._released: dict[str, asyncio.Event] = {}
+
+    # ---- feeding signals
+
+    def deliver(self, account: str, signal: a.Signal) -> None:
+        """Queue a signal for an account (from workers, timers, commands, health)."""
+        queue = self._queues.get(account)
+        if queue is not None:
+            queue.put_nowait(signal)
+
+    def hold(self, account: str, epoch: int, jid: str | None = None) -> None:
+        """Start driving an account (its lease is ours at `epoch`)."""
+        if account in self._tasks:
+            self.deliver(account, a.Begin(epoch=epoch))
+            return
+        self.views[account] = AccountView(a.AccountState(account_id=account, jid=jid))
+        self._queues[account] = asyncio.Queue()
+        self._released[account] = asyncio.Event()
+        self._tasks[account] = asyncio.create_task(self._drive(account), name=f"account:{account}")
+        self.deliver(account, a.Begin(epoch=epoch))
+
+    async def release(self, account: str, within_s: float) -> None:
+        """Final backup when connected, stop the worker, forget the account."""
+        done = self._released.get(account)
+        if done is None:
+            return
+        self.deliver(account, a.StopRequested())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), within_s)
+        await self._forget(account)
+
+    async def shutdown(self, within_s: float) -> None:
+        await asyncio.gather(*(self.release(acc, within_s) for acc in list(self._tasks)))
+        await self.workers.close()
+
+    def held(self) -> list[str]:
+        return sorted(self._tasks)
+
+    # ---- the per-account loop
+
+    async def _drive(self, account: str) -> None:
+        queue = self._queues[account]
+        while True:
+            signal = await queue.get()
+            view = self.views[account]
+            new_state, actions = step(view.state, signal, self.config.machine)
+            view.state = new_state
+            for action in actions:
+                try:
+                    await self._act(account, action)
+                except Exception as exc:  # one account's failure never stops the others
+                    log.exception("account %s: %s failed", account, type(action).__name__)
+                    self._after_failure(account, action, exc)
+
+    def _after_failure(self, account: str, action: a.Action, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"[:500]
+        if isinstance(action, a.EnsureSession):
+            self.deliver(account, a.EnsureDone(jid=None, error=text))
+        elif isinstance(action, a.Restore | a.Wipe):
+            self.deliver(account, a.OperationDone(ok=False, message=text))
+        elif isinstance(action, a.StartWorker):
+            self.deliver(account, a.WorkerExited(f"could not start the worker: {text}"))
+
+    async def _act(self, account: str, action: a.Action) -> None:
+        view = self.views[account]
+        state = view.state
+        match action:
+            case a.EnsureSession():
+                async with self._starts:
+                    done = await asyncio.to_thread(self.vault.ensure, account, state.jid, state.epoch)
+                self.deliver(account, done)
+            case a.StartWorker():
+                await self.workers.start(account, self.sessions_path / account)
+            case a.StopWorker(kill=kill):
+                await self.workers.stop(account, kill=kill)
+            case a.SendOrder(order=order):
+                message: wp.Message = (
+                    wp.Pair(account=account) if order == "pair" else wp.Logout(account=account)
+                )
+                await self.workers.send(account, message)
+            case a.Backup(while_connected=while_connected) if state.jid is not None:
+                await asyncio.to_thread(self.vault.backup, account, state.jid, state.epoch, while_connected)
+                view.last_backup_at = self.clock.now()
+            case a.MarkGood(generation=generation):
+                await asyncio.to_thread(self.vault.mark_good, account, generation)
+            case a.Restore(generation=generation):
+                restored = await asyncio.to_thread(self.vault.restore, account, state.epoch, generation)
+                self.deliver(account, restored)
+            case a.Wipe():
+                wiped = await asyncio.to_thread(self.vault.wipe, account, state.epoch)
+                self.deliver(account, wiped)
+            case a.Emit():
+                self.events.emit(self._event(state, action))
+            case a.SetStatus():
+                if action.status is AccountStatus.CONNECTED:
+                    view.connected_at = self.clock.now()
+                await self.status.write(account, self._status_update(view, action))
+            case a.Arm():
+                self._arm(account, action)
+            case a.Disarm(timer=timer):
+                handle = self._timers.pop((account, timer), None)
+                if handle is not None:
+                    handle.cancel()
+            case a.FinishCommand(command_id=cid, ok=ok, message=text):
+                await self.commands.finish(cid, ok, text)
+            case a.Stopped():
+                self._released[account].set()
+
+    def _event(self, state: a.AccountState, emit: a.Emit) -> LifecycleEvent:
+        return LifecycleEvent.new(
+            emit.type,
+            account_id=state.account_id,
+            connector_id=self.connector_id,
+            lease_epoch=state.epoch,
+            at=self.clock.now(),
+            reason_code=emit.reason_code,
+            detail=emit.detail,
+            session_generation=emit.generation,
+        )
+
+    def _status_update(self, view: AccountView, action: a.SetStatus) -> StatusUpdate:
+        return StatusUpdate(
+            status=action.status,
+            reason=action.reason,
+            epoch=view.state.epoch,
+            holder=self.connector_id,
+            jid=view.state.jid,
+            qr=action.qr,
+            connected_at=view.connected_at if action.status is AccountStatus.CONNECTED else None,
+        )
+
+    def _arm(self, account: str, arm: a.Arm) -> None:
+        if arm.until is not None:
+            delay = max(0.0, (parse_timestamp(arm.until) - self.clock.now()).total_seconds())
+        elif arm.attempt > 0:
+            delay = backoff_delay(arm.attempt, self.config)
+        else:
+            delay = arm.seconds
+        if arm.timer is a.Timer.RESTART and delay == 0:
+            delay = random.uniform(0, 0.05)  # spreads simultaneous restarts
+        old = self._timers.pop((account, arm.timer), None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[(account, arm.timer)] = loop.call_later(
+            delay, self.deliver, account, a.TimerFired(arm.timer)
+        )
+
+    async def _forget(self, account: str) -> None:
+        for key in [k for k in self._timers if k[0] == account]:
+            self._timers.pop(key).cancel()
+        task = self._tasks.pop(account, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._queues.pop(account, None)
+        self._released.pop(account, None)
+        view = self.views.pop(account, None)
+        if view is not None and view.state.phase in RUNNING:
+            await self.workers.stop(account, kill=True)
+
+    # ---- health
+
+    async def check_health(self) -> None:
+        """One pass of the health loop over every held account."""
+        for account, view in list(self.views.items()):
+            if view.state.phase not in RUNNING:
+                view.last_health = f"{view.state.phase.value}: no worker expected"
+                continue
+            if not self.workers.alive(account):
+                view.last_health = "worker not running"
+                self.deliver(account, a.WorkerExited("the health check found no worker"))
+                continue
+            problem = await asyncio.to_thread(self.vault.disk_problem, account)
+            if problem is not None:
+                view.last_health = f"disk session {problem}"
+                self.deliver(account, a.DiskUnhealthy(problem))
+            else:
+                view.last_health = "ok"
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        """The /status view of every held account."""
+        now = self.clock.now()
+        out: dict[str, dict[str, object]] = {}
+        for account, view in sorted(self.views.items()):
+            s = view.state
+            age = (
+                None if view.last_backup_at is None else round((now - view.last_backup_at).total_seconds(), 1)
+            )
+            out[account] = {
+                "status": s.status.value,
+                "phase": s.phase.value,
+                "epoch": s.epoch,
+                "jid": s.jid,
+                "attempt": s.attempt,
+                "worker_alive": self.workers.alive(account),
+                "backup_age_s": age,
+                "health": view.last_health,
+            }
+        return out

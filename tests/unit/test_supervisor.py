@@ -1,0 +1,226 @@
+"""The supervisor loop with fakes of its ports: actions are carried out, signals come back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from connector import account as a
+from connector.clock import SystemClock
+from connector.ports import MemoryEventSink
+from connector.supervisor import StatusUpdate, Supervisor, SupervisorConfig, backoff_delay
+from connector.workers import protocol as wp
+from wa_wire import AccountStatus, EventType
+
+JID = "15550001111:7@s.whatsapp.net"
+
+
+class FakeVault:
+    def __init__(self) -> None:
+        self.backups: list[tuple[str, bool]] = []
+        self.ensure_failures = 0
+        self.problem: str | None = None
+        self.calls: list[str] = []
+
+    def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone:
+        self.calls.append("ensure")
+        if self.ensure_failures:
+            self.ensure_failures -= 1
+            raise OSError("firestore unreachable")
+        self.problem = None
+        return a.EnsureDone(jid=JID, generation=3)
+
+    def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
+        self.backups.append((account, while_connected))
+
+    def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:
+        return a.OperationDone(ok=True, message="restored", jid=JID, generation=generation or 3)
+
+    def wipe(self, account: str, epoch: int) -> a.OperationDone:
+        return a.OperationDone(ok=True, message="wiped")
+
+    def mark_good(self, account: str, generation: int) -> None:
+        self.calls.append(f"good:{generation}")
+
+    def disk_problem(self, account: str) -> str | None:
+        return self.problem
+
+
+class FakeWorkers:
+    """In-process stand-in for worker processes: connects at once unless told otherwise."""
+
+    def __init__(self, deliver: Callable[[str, a.Signal], None]) -> None:
+        self.deliver = deliver
+        self.running: set[str] = set()
+        self.starts = 0
+        self.orders: list[wp.Message] = []
+
+    async def start(self, account: str, session_path: Path) -> None:
+        self.starts += 1
+        self.running.add(account)
+        self.deliver(account, a.Report(wp.Loaded(account=account, jid=JID)))
+        self.deliver(account, a.Report(wp.Connected(account=account)))
+
+    async def send(self, account: str, order: wp.Message) -> None:
+        self.orders.append(order)
+
+    async def stop(self, account: str, kill: bool = False) -> None:
+        if account in self.running:
+            self.running.discard(account)
+            self.deliver(account, a.Report(wp.Stopped(account=account)))
+
+    def alive(self, account: str) -> bool:
+        return account in self.running
+
+    async def close(self) -> None:
+        self.running.clear()
+
+
+class FakeStatus:
+    def __init__(self) -> None:
+        self.writes: list[StatusUpdate] = []
+
+    async def write(self, account: str, update: StatusUpdate) -> None:
+        self.writes.append(update)
+
+    def last(self) -> AccountStatus | None:
+        return self.writes[-1].status if self.writes else None
+
+
+class FakeCommands:
+    def __init__(self) -> None:
+        self.finished: list[tuple[str, bool, str]] = []
+
+    async def finish(self, command_id: str, ok: bool, message: str) -> None:
+        self.finished.append((command_id, ok, message))
+
+
+FAST = SupervisorConfig(
+    machine=a.Config(backup_interval_s=0.05, stuck_connecting_s=5, stop_bound_s=1),
+    backoff_initial_s=0.01,
+    backoff_max_s=0.05,
+    backoff_jitter_s=0.01,
+)
+
+
+class Rig:
+    def __init__(self, tmp_path: Path) -> None:
+        self.vault = FakeVault()
+        self.status = FakeStatus()
+        self.events = MemoryEventSink()
+        self.commands = FakeCommands()
+        self.workers: FakeWorkers | None = None
+
+        def make_workers(deliver: Callable[[str, a.Signal], None]) -> FakeWorkers:
+            self.workers = FakeWorkers(deliver)
+            return self.workers
+
+        self.sup = Supervisor(
+            connector_id="conn-a",
+            sessions_path=tmp_path,
+            vault=self.vault,
+            workers_factory=make_workers,
+            status=self.status,
+            events=self.events,
+            commands=self.commands,
+            clock=SystemClock(),
+            config=FAST,
+        )
+
+    @property
+    def w(self) -> FakeWorkers:
+        assert self.workers is not None
+        return self.workers
+
+    def event_types(self) -> list[EventType]:
+        return [e.type for e in self.events.events]
+
+
+async def until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
+    """Wait for a condition, checking after each turn of the loop; fail at the deadline."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not condition():
+        if loop.time() > end:
+            raise AssertionError("condition not reached before the deadline")
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    return Rig(tmp_path)
+
+
+async def test_hold_runs_the_restore_order_then_connects(rig: Rig) -> None:
+    rig.sup.hold("acct", epoch=2)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    assert rig.vault.calls[:2] == ["ensure", "good:3"]
+    assert rig.event_types() == [EventType.CONNECTED]
+    assert rig.events.events[0].lease_epoch == 2
+    assert rig.status.writes[-1].holder == "conn-a"
+    await until(lambda: len(rig.vault.backups) >= 2)  # periodic backups while connected
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_a_drop_restarts_the_worker_after_backoff(rig: Rig) -> None:
+    rig.sup.hold("acct", epoch=1)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    rig.sup.deliver("acct", a.Report(wp.Disconnected(account="acct", reason="428")))
+    await until(lambda: rig.w.starts == 2 and rig.status.last() is AccountStatus.CONNECTED)
+    assert EventType.DISCONNECTED in rig.event_types()
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_a_failing_vault_is_retried_with_backoff(rig: Rig) -> None:
+    rig.vault.ensure_failures = 2
+    rig.sup.hold("acct", epoch=1)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    assert rig.vault.calls.count("ensure") == 3
+    assert any("firestore unreachable" in w.reason for w in rig.status.writes)
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_logged_out_waits_for_the_control_plane_and_takes_no_backup(rig: Rig) -> None:
+    rig.sup.hold("acct", epoch=1)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    backups_before = len(rig.vault.backups)
+    rig.sup.deliver("acct", a.Report(wp.LoggedOut(account="acct", reason_code=401, on_connect=True)))
+    await until(lambda: rig.sup.views["acct"].state.phase is a.Phase.HALTED)
+    assert rig.status.last() is AccountStatus.NEEDS_RESTORE
+    assert not rig.w.alive("acct")
+    assert len(rig.vault.backups) == backups_before
+    rig.sup.deliver("acct", a.CommandReceived("cmd-1", a.CommandAction.RESTORE, generation=2))
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    assert rig.commands.finished == [("cmd-1", True, "restored")]
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_health_loop_restores_a_broken_disk_session(rig: Rig) -> None:
+    rig.sup.hold("acct", epoch=1)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    rig.vault.problem = "corrupt"
+    await rig.sup.check_health()
+    await until(lambda: rig.w.starts == 2 and rig.status.last() is AccountStatus.CONNECTED)
+    assert rig.vault.calls.count("ensure") == 2
+    assert any(w.status is AccountStatus.RESTORING for w in rig.status.writes)
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_release_takes_a_final_backup_and_stops_the_worker(rig: Rig) -> None:
+    rig.sup.hold("acct", epoch=1)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    before = len(rig.vault.backups)
+    await rig.sup.release("acct", within_s=5)
+    assert len(rig.vault.backups) == before + 1
+    assert not rig.w.alive("acct")
+    assert rig.sup.held() == []
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    config = SupervisorConfig(backoff_initial_s=1, backoff_max_s=30, backoff_jitter_s=0)
+    delays = [backoff_delay(n, config) for n in range(1, 10)]
+    assert delays[:5] == [1, 2, 4, 8, 16]
+    assert max(delays) == 30
