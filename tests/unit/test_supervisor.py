@@ -13,7 +13,7 @@ from connector.clock import SystemClock
 from connector.ports import MemoryEventSink
 from connector.supervisor import StatusUpdate, Supervisor, SupervisorConfig, backoff_delay
 from connector.workers import protocol as wp
-from wa_wire import AccountStatus, EventType
+from wa_wire import AccountStatus, CommandAction, EventType
 
 JID = "15550001111:7@s.whatsapp.net"
 
@@ -192,7 +192,7 @@ async def test_logged_out_waits_for_the_control_plane_and_takes_no_backup(rig: R
     assert rig.status.last() is AccountStatus.NEEDS_RESTORE
     assert not rig.w.alive("acct")
     assert len(rig.vault.backups) == backups_before
-    rig.sup.deliver("acct", a.CommandReceived("cmd-1", a.CommandAction.RESTORE, generation=2))
+    rig.sup.deliver("acct", a.CommandReceived("cmd-1", CommandAction.RESTORE, generation=2))
     await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
     assert rig.commands.finished == [("cmd-1", True, "restored")]
     await rig.sup.shutdown(within_s=5)
