@@ -18,7 +18,8 @@ Worker -> supervisor (reports):
   qr(code, expires_at)           a QR code to show (a secret: never logged)
   paired(jid)                    pairing succeeded; the device row now exists
   connected                      the socket is up and logged in
-  disconnected(reason)           the socket dropped; reason is human text
+  disconnected(reason, code)     the socket dropped; reason is human text, code the
+                                 WhatsApp code when one is known (428, 500, 503...)
   logged_out(reason_code, on_connect)  the server says this device is logged out
   stream_replaced                another connection with this device took over
   stream_error(code)             a stream error (515 = restart required)
@@ -28,6 +29,8 @@ Worker -> supervisor (reports):
   keepalive_restored
   stopped                        the session is closed (answer to stop/logout)
   fatal(message)                 the worker cannot go on for this account
+  rejected(order, reason)        an order that is valid JSON but not valid now (a second
+                                 start, pair on a paired session...); nothing changed
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ class Connected(Message):
 class Disconnected(Message):
     TYPE = "disconnected"
     reason: str = ""
+    code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,13 @@ class Fatal(Message):
     message: str = ""
 
 
+@dataclass(frozen=True)
+class Rejected(Message):
+    TYPE = "rejected"
+    order: str = field(default="", metadata={"max_len": 40, "min_len": 1})
+    reason: str = ""
+
+
 ORDERS: dict[str, type[Message]] = {m.TYPE: m for m in (Start, Pair, Logout, Stop)}
 REPORTS: dict[str, type[Message]] = {
     m.TYPE: m
@@ -190,6 +201,7 @@ REPORTS: dict[str, type[Message]] = {
         KeepaliveRestored,
         Stopped,
         Fatal,
+        Rejected,
     )
 }
 
