@@ -26,7 +26,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from connector import account as a
 from connector.account_machine import RUNNING, step
 from connector.clock import Clock
-from connector.ports import EventSink
+from connector.ports import EventSink, StatusUpdate, StatusWriter
 from connector.workers import protocol as wp
 from wa_wire import AccountStatus, LifecycleEvent
 from wa_wire.codec import parse_timestamp
@@ -66,25 +66,8 @@ class Workers(Protocol):
     async def close(self) -> None: ...
 
 
-class StatusWriter(Protocol):
-    """Writes the visible account state (`accounts/{id}`); fenced by the lease epoch."""
-
-    async def write(self, account: str, update: StatusUpdate) -> None: ...
-
-
 class CommandResults(Protocol):
     async def finish(self, command_id: str, ok: bool, message: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class StatusUpdate:
-    status: AccountStatus
-    reason: str
-    epoch: int
-    holder: str
-    jid: str | None
-    qr: tuple[str, str] | None
-    connected_at: datetime | None
 
 
 @dataclass(frozen=True)

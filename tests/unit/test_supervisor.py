@@ -10,8 +10,8 @@ import pytest
 
 from connector import account as a
 from connector.clock import SystemClock
-from connector.ports import MemoryEventSink
-from connector.supervisor import StatusUpdate, Supervisor, SupervisorConfig, backoff_delay
+from connector.ports import MemoryEventSink, StatusUpdate
+from connector.supervisor import Supervisor, SupervisorConfig, backoff_delay
 from connector.workers import protocol as wp
 from wa_wire import AccountStatus, CommandAction, EventType
 

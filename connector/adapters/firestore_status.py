@@ -1,0 +1,68 @@
+"""The visible account state in `accounts/{id}`, written by the connector that holds it.
+
+Each write is a transaction that first reads `leases/{id}.epoch` and refuses
+(StaleEpochError) when the writer's epoch is older: a connector that lost the
+lease can no longer overwrite what the new holder shows. The QR code is stored
+only while pairing and deleted with the next write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from google.cloud import firestore
+
+from connector.ports import StaleEpochError, StatusUpdate
+from wa_wire import AccountStatus, Collections
+
+
+def status_fields(update: StatusUpdate) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "status": update.status.value,
+        "status_reason": update.reason[:2000],
+        "holder": update.holder,
+        "lease_epoch": update.epoch,
+        "updated_at": firestore.SERVER_TIMESTAMP,
+        "qr": (
+            {"code": update.qr[0], "expires_at": update.qr[1]}
+            if update.qr is not None and update.status is AccountStatus.PAIRING
+            else firestore.DELETE_FIELD
+        ),
+    }
+    if update.jid is not None:
+        fields["jid"] = update.jid
+    if update.connected_at is not None:
+        fields["last_connected_at"] = update.connected_at
+    return fields
+
+
+def lease_epoch(snapshot: Any) -> int:
+    """The epoch of a lease snapshot; a missing lease counts as epoch 0."""
+    if not snapshot.exists:
+        return 0
+    epoch = (snapshot.to_dict() or {}).get("epoch", 0)
+    return int(epoch) if isinstance(epoch, int) else 0
+
+
+class FirestoreStatusWriter:
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+
+    async def write(self, account: str, update: StatusUpdate) -> None:
+        await asyncio.to_thread(self.write_sync, account, update)
+
+    def write_sync(self, account: str, update: StatusUpdate) -> None:
+        lease = self._client.collection(Collections.LEASES).document(account)
+        doc = self._client.collection(Collections.ACCOUNTS).document(account)
+
+        @firestore.transactional
+        def apply(tx: firestore.Transaction) -> None:
+            current = lease_epoch(lease.get(transaction=tx))
+            if update.epoch < current:
+                raise StaleEpochError(
+                    f"status of {account} not written: epoch {update.epoch} is older than the lease's {current}"
+                )
+            tx.set(doc, status_fields(update), merge=True)
+
+        apply(self._client.transaction())
