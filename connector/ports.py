@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
-from wa_wire import LifecycleEvent, to_json
+from connector.errors import KeeperError
+from wa_wire import AccountStatus, LifecycleEvent, to_json
 
 
 class EventSink(Protocol):
@@ -69,6 +71,10 @@ class PublishOutcome:
         return self.message_id is not None and self.error is None
 
 
+class PublisherError(KeeperError):
+    """The publisher cannot work at all (topic unusable, closed); the message says why."""
+
+
 class EventPublisher(Protocol):
     """Pub/Sub's role: publish lifecycle events, in order per ordering key.
 
@@ -86,3 +92,97 @@ class EventPublisher(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class StaleEpochError(KeeperError):
+    """A write was refused because the caller's lease epoch is older than the lease's."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One backup generation (DESIGN.md Part 1, "Backup manifest fields").
+
+    A generation exists only once its manifest exists; its chunks are written first.
+    `sha256` is of the plaintext snapshot; `wrapped_key` is the data key wrapped by
+    the key-encryption key `key_id` (never the key itself).
+    """
+
+    account_id: str
+    generation: int
+    created_at: datetime
+    connector_id: str
+    lease_epoch: int
+    format: int
+    key_id: str
+    wrapped_key: bytes = field(repr=False)
+    size: int
+    sha256: str
+    chunk_count: int
+    taken_while_connected: bool
+    good: bool
+    jid: str
+
+
+class BackupStore(Protocol):
+    """Encrypted backup generations of session snapshots (Firestore, or memory in tests).
+
+    Writers are fenced: `reserve_generation` and `commit` refuse (StaleEpochError)
+    when the caller's epoch is older than `leases/{account}.epoch` (a missing lease
+    counts as epoch 0). Generation numbers are handed out once per account and grow.
+    """
+
+    def reserve_generation(self, account: str, epoch: int) -> int:
+        """A new generation number, never handed out before for this account."""
+        ...
+
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
+        """Store the chunks of a reserved generation (not yet a generation: no manifest)."""
+        ...
+
+    def commit(self, manifest: Manifest) -> None:
+        """Write the manifest, fenced by `manifest.lease_epoch`, and point the account's
+        `backup` summary at it when it is the newest."""
+        ...
+
+    def manifests(self, account: str) -> list[Manifest]:
+        """Every generation of the account, newest first."""
+        ...
+
+    def read_chunks(self, account: str, generation: int, count: int) -> list[bytes | None]:
+        """Chunks 0..count-1 of a generation; None where one is missing."""
+        ...
+
+    def mark_good(self, account: str, generation: int) -> bool:
+        """Set `good`; False when the generation does not exist."""
+        ...
+
+    def orphan_generations(self, account: str) -> list[int]:
+        """Generations with chunks but no manifest (a writer died before committing)."""
+        ...
+
+    def delete_generation(self, account: str, generation: int) -> None:
+        """Delete the manifest (first) and every chunk of one generation."""
+        ...
+
+    def wipe(self, account: str, epoch: int) -> int:
+        """Delete every generation and orphan of the account (fenced); returns how many."""
+        ...
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """One write of an account's visible state (`accounts/{id}`), by its holder."""
+
+    status: AccountStatus
+    reason: str
+    epoch: int
+    holder: str
+    jid: str | None
+    qr: tuple[str, str] | None = field(default=None, repr=False)  # (code, expires_at): a secret
+    connected_at: datetime | None = None
+
+
+class StatusWriter(Protocol):
+    """Writes `accounts/{id}` status fields; refuses (StaleEpochError) a stale epoch."""
+
+    async def write(self, account: str, update: StatusUpdate) -> None: ...
