@@ -7,13 +7,13 @@ tests; contract tests run the same cases against both. The Clock port lives in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 from connector.errors import KeeperError
-from wa_wire import AccountStatus, LifecycleEvent, to_json
+from wa_wire import AccountStatus, CommandAction, LifecycleEvent, to_json
 
 
 class EventSink(Protocol):
@@ -186,3 +186,35 @@ class StatusWriter(Protocol):
     """Writes `accounts/{id}` status fields; refuses (StaleEpochError) a stale epoch."""
 
     async def write(self, account: str, update: StatusUpdate) -> None: ...
+
+
+@dataclass(frozen=True)
+class PendingCommand:
+    """The part of a pending `commands/{id}` document the connector acts on."""
+
+    command_id: str
+    account_id: str
+    action: CommandAction
+    generation: int | None
+    expires_at: str
+
+
+class CommandStore(Protocol):
+    """Commands in Firestore (`commands/{id}`): listened to, claimed, finished.
+
+    `claim` is a transaction: the command must be pending and unexpired and the
+    caller's epoch must equal `leases/{account}.epoch`; otherwise it raises
+    `connector.inbox.ClaimRefused`. The listener callback runs on another thread.
+    """
+
+    def listen(self, on_pending: Callable[[PendingCommand], None]) -> None: ...
+
+    def listening(self) -> bool: ...
+
+    def stop_listening(self) -> None: ...
+
+    def pending(self, accounts: Sequence[str]) -> list[PendingCommand]: ...
+
+    def claim(self, command_id: str, connector_id: str, epoch: int) -> None: ...
+
+    def finish(self, command_id: str, connector_id: str, ok: bool, message: str) -> None: ...

@@ -1,0 +1,105 @@
+"""The command inbox: pending commands for the accounts this connector holds.
+
+One Firestore query listener per connector (not per account: NOTES.md) feeds
+`offer`; a reconciliation query every `reconcile_s` catches what a listener
+missed, and a dead listener is recreated. Each command is claimed in a
+transaction fenced by the holder's lease epoch before it reaches the account's
+state machine, so it runs at most once, on the holder only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from connector.clock import Clock
+from connector.errors import KeeperError
+from connector.ports import CommandStore, PendingCommand
+from wa_wire import CommandAction
+from wa_wire.codec import parse_timestamp
+
+log = logging.getLogger("wa_keeper.inbox")
+
+
+class ClaimRefused(KeeperError):
+    """A command could not be claimed (not pending any more, expired, stale epoch)."""
+
+
+def claimable(command: PendingCommand, held: dict[str, int], now: datetime, seen: set[str]) -> bool:
+    """Whether this connector should try to claim the command (the claim re-checks in a transaction)."""
+    if command.command_id in seen or command.account_id not in held:
+        return False
+    return parse_timestamp(command.expires_at) > now
+
+
+class CommandInbox:
+    def __init__(
+        self,
+        *,
+        store: CommandStore,
+        held: Callable[[], dict[str, int]],
+        deliver: Callable[[str, str, CommandAction, int | None], None],
+        clock: Clock,
+        connector_id: str,
+        reconcile_s: float = 60.0,
+    ) -> None:
+        self._store = store
+        self._held = held
+        self._deliver = deliver
+        self._clock = clock
+        self._connector_id = connector_id
+        self._reconcile_s = reconcile_s
+        self._seen: set[str] = set()
+        self._queue: asyncio.Queue[PendingCommand] = asyncio.Queue()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def offer(self, command: PendingCommand) -> None:
+        """Thread-safe: the listener calls this from its own thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, command)
+
+    async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._store.listen(self.offer)
+        claimer = asyncio.create_task(self._claim_loop())
+        try:
+            while True:
+                await self._clock.sleep(self._reconcile_s)
+                if not self._store.listening():
+                    log.warning("command listener stopped; recreating it")
+                    self._store.listen(self.offer)
+                await self.reconcile()
+        finally:
+            claimer.cancel()
+            self._store.stop_listening()
+
+    async def reconcile(self) -> None:
+        """Query pending commands of held accounts (what a listener may have missed)."""
+        accounts = sorted(self._held())
+        for command in await asyncio.to_thread(self._store.pending, accounts):
+            self._queue.put_nowait(command)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            command = await self._queue.get()
+            await self.consider(command)
+
+    async def consider(self, command: PendingCommand) -> bool:
+        held = self._held()
+        if not claimable(command, held, self._clock.now(), self._seen):
+            return False
+        epoch = held[command.account_id]
+        try:
+            await asyncio.to_thread(self._store.claim, command.command_id, self._connector_id, epoch)
+        except ClaimRefused as exc:
+            log.info("command %s not claimed: %s", command.command_id, exc)
+            self._seen.add(command.command_id)
+            return False
+        self._seen.add(command.command_id)
+        self._deliver(command.account_id, command.command_id, command.action, command.generation)
+        return True
+
+    async def finish(self, command_id: str, ok: bool, message: str) -> None:
+        await asyncio.to_thread(self._store.finish, command_id, self._connector_id, ok, message)
