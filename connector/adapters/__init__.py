@@ -1,0 +1,1 @@
+"""Adapters: the real implementation of each port in connector/ports.py, plus in-memory fakes."""
