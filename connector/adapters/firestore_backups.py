@@ -1,0 +1,270 @@
+"""The real `BackupStore`: manifests and chunks in Firestore (DESIGN.md Part 1).
+
+Layout: `accounts/{id}/backups/{generation}` holds a manifest, its `chunks/{index}`
+subcollection the encrypted bytes (field `data`, at most 900 KiB). Generation
+numbers come from `accounts/{id}.backup_reserved_generation`, bumped in a fenced
+transaction, so two writers can never put chunks under the same number (a
+stale writer's chunks would otherwise mix into a live generation). The manifest
+is written last, in a transaction that reads `leases/{id}.epoch` and refuses a
+stale caller; it also updates the account's `backup` summary.
+
+`stats` counts documents read and written and the blob bytes moved (the bench
+prints them; Firestore bills per document).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from google.cloud import firestore
+
+from connector.errors import KeeperError
+from connector.ports import Manifest, StaleEpochError
+from wa_wire.names import Collections, SubCollections
+
+log = logging.getLogger(__name__)
+
+RESERVED_FIELD = "backup_reserved_generation"
+SUMMARY_FIELD = "backup"
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+"""Chunks per commit are capped by bytes: a Firestore request carries at most 10 MiB."""
+
+
+class BadManifestError(KeeperError):
+    """A manifest document does not have the contract's fields."""
+
+
+@dataclass
+class IoStats:
+    reads: int = 0
+    writes: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "generation": int,
+    "created_at": datetime,
+    "connector_id": str,
+    "lease_epoch": int,
+    "format": int,
+    "key_id": str,
+    "wrapped_key": bytes,
+    "size": int,
+    "sha256": str,
+    "chunk_count": int,
+    "taken_while_connected": bool,
+    "good": bool,
+    "jid": str,
+}
+
+
+def manifest_fields(manifest: Manifest) -> dict[str, Any]:
+    return {name: getattr(manifest, name) for name in _FIELD_TYPES}
+
+
+def manifest_from_fields(account: str, doc_id: str, data: dict[str, Any]) -> Manifest:
+    """Validate a manifest document; a missing or ill-typed field raises BadManifestError."""
+    for name, kind in _FIELD_TYPES.items():
+        value = data.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise BadManifestError(f"{account}: manifest {doc_id}: field {name} missing or not {kind}")
+    if str(data["generation"]) != doc_id or data["chunk_count"] < 1:
+        raise BadManifestError(f"{account}: manifest {doc_id}: generation or chunk_count inconsistent")
+    return Manifest(account_id=account, **{name: data[name] for name in _FIELD_TYPES})
+
+
+def summary_fields(manifest: Manifest) -> dict[str, Any]:
+    """`accounts/{id}.backup`: `{generation, at, size, sha256, good}` of the newest backup."""
+    return {
+        "generation": manifest.generation,
+        "at": manifest.created_at,
+        "size": manifest.size,
+        "sha256": manifest.sha256,
+        "good": manifest.good,
+    }
+
+
+class FirestoreBackupStore:
+    def __init__(self, client: firestore.Client) -> None:
+        self._db = client
+        self.stats = IoStats()
+
+    # -- references ------------------------------------------------------------------
+
+    def _account(self, account: str) -> firestore.DocumentReference:
+        return self._db.collection(Collections.ACCOUNTS).document(account)
+
+    def _lease(self, account: str) -> firestore.DocumentReference:
+        return self._db.collection(Collections.LEASES).document(account)
+
+    def _backups(self, account: str) -> firestore.CollectionReference:
+        backups: firestore.CollectionReference = self._account(account).collection(SubCollections.BACKUPS)
+        return backups
+
+    def _manifest(self, account: str, generation: int) -> firestore.DocumentReference:
+        return self._backups(account).document(str(generation))
+
+    def _chunk(self, account: str, generation: int, index: int) -> firestore.DocumentReference:
+        chunks = self._manifest(account, generation).collection(SubCollections.CHUNKS)
+        chunk: firestore.DocumentReference = chunks.document(str(index))
+        return chunk
+
+    def _check_epoch(self, tx: firestore.Transaction, account: str, epoch: int) -> None:
+        lease = self._lease(account).get(transaction=tx)
+        self.stats.reads += 1
+        current = (lease.to_dict() or {}).get("epoch", 0) if lease.exists else 0
+        if not isinstance(current, int):
+            raise KeeperError(f"leases/{account}: field epoch is not an integer")
+        if epoch < current:
+            raise StaleEpochError(f"{account}: lease epoch {epoch} is older than the current {current}")
+
+    # -- BackupStore -----------------------------------------------------------------
+
+    def reserve_generation(self, account: str, epoch: int) -> int:
+        ref = self._account(account)
+
+        @firestore.transactional
+        def reserve(tx: firestore.Transaction) -> int:
+            self._check_epoch(tx, account, epoch)
+            snap = ref.get(transaction=tx)
+            self.stats.reads += 1
+            last = (snap.to_dict() or {}).get(RESERVED_FIELD, 0) if snap.exists else 0
+            generation = (last if isinstance(last, int) else 0) + 1
+            tx.set(ref, {RESERVED_FIELD: generation}, merge=True)
+            self.stats.writes += 1
+            return generation
+
+        result: int = reserve(self._db.transaction())
+        return result
+
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
+        batch, batch_bytes = self._db.batch(), 0
+        for index, chunk in enumerate(chunks):
+            if batch_bytes and batch_bytes + len(chunk) > MAX_BATCH_BYTES:
+                batch.commit()
+                batch, batch_bytes = self._db.batch(), 0
+            batch.set(self._chunk(account, generation, index), {"data": chunk})
+            batch_bytes += len(chunk)
+            self.stats.writes += 1
+            self.stats.bytes_written += len(chunk)
+        if batch_bytes or chunks:
+            batch.commit()
+
+    def commit(self, manifest: Manifest) -> None:
+        account = manifest.account_id
+        ref, account_ref = self._manifest(account, manifest.generation), self._account(account)
+
+        @firestore.transactional
+        def write(tx: firestore.Transaction) -> None:
+            self._check_epoch(tx, account, manifest.lease_epoch)
+            existing, snap = ref.get(transaction=tx), account_ref.get(transaction=tx)
+            self.stats.reads += 2
+            if existing.exists:
+                raise KeeperError(f"{account}: generation {manifest.generation} already has a manifest")
+            tx.create(ref, manifest_fields(manifest))
+            summary = (snap.to_dict() or {}).get(SUMMARY_FIELD) if snap.exists else None
+            newest = summary.get("generation", 0) if isinstance(summary, dict) else 0
+            if not isinstance(newest, int) or newest < manifest.generation:
+                tx.set(account_ref, {SUMMARY_FIELD: summary_fields(manifest)}, merge=True)
+                self.stats.writes += 1
+            self.stats.writes += 1
+            self.stats.bytes_written += len(manifest.wrapped_key)
+
+        write(self._db.transaction())
+
+    def manifests(self, account: str) -> list[Manifest]:
+        query = self._backups(account).order_by("generation", direction=firestore.Query.DESCENDING)
+        found = []
+        docs = list(query.stream())
+        self.stats.reads += max(1, len(docs))
+        for doc in docs:
+            try:
+                found.append(manifest_from_fields(account, doc.id, doc.to_dict() or {}))
+            except BadManifestError as exc:
+                log.warning("skipping a bad manifest: %s", exc)
+        return found
+
+    def read_chunks(self, account: str, generation: int, count: int) -> list[bytes | None]:
+        refs = [self._chunk(account, generation, index) for index in range(count)]
+        by_id: dict[str, bytes | None] = {}
+        for snap in self._db.get_all(refs):
+            self.stats.reads += 1
+            data = (snap.to_dict() or {}).get("data") if snap.exists else None
+            by_id[snap.id] = data if isinstance(data, bytes) else None
+            self.stats.bytes_read += len(data) if isinstance(data, bytes) else 0
+        return [by_id.get(str(index)) for index in range(count)]
+
+    def mark_good(self, account: str, generation: int) -> bool:
+        ref, account_ref = self._manifest(account, generation), self._account(account)
+
+        @firestore.transactional
+        def mark(tx: firestore.Transaction) -> bool:
+            snap, account_snap = ref.get(transaction=tx), account_ref.get(transaction=tx)
+            self.stats.reads += 2
+            if not snap.exists:
+                return False
+            tx.update(ref, {"good": True})
+            summary = (account_snap.to_dict() or {}).get(SUMMARY_FIELD) if account_snap.exists else None
+            if isinstance(summary, dict) and summary.get("generation") == generation:
+                tx.set(account_ref, {SUMMARY_FIELD: {**summary, "good": True}}, merge=True)
+                self.stats.writes += 1
+            self.stats.writes += 1
+            return True
+
+        marked: bool = mark(self._db.transaction())
+        return marked
+
+    def orphan_generations(self, account: str) -> list[int]:
+        backups = self._backups(account)
+        existing = {doc.id for doc in backups.select(["generation"]).stream()}
+        listed = [ref.id for ref in backups.list_documents()]
+        self.stats.reads += max(1, len(existing)) + max(1, len(listed))
+        return sorted(int(i) for i in listed if i.isdigit() and i not in existing)
+
+    def _delete_chunks(self, manifest_ref: firestore.DocumentReference) -> None:
+        refs = list(manifest_ref.collection(SubCollections.CHUNKS).list_documents())
+        for start in range(0, len(refs), 400):
+            batch = self._db.batch()
+            for ref in refs[start : start + 400]:
+                batch.delete(ref)
+                self.stats.writes += 1
+            batch.commit()
+
+    def delete_generation(self, account: str, generation: int) -> None:
+        """Manifest first: a crash halfway leaves orphan chunks, never a manifest without chunks."""
+        account_ref = self._account(account)
+        self._manifest(account, generation).delete()
+        self.stats.writes += 1
+        self._delete_chunks(self._manifest(account, generation))
+        snap = account_ref.get()
+        self.stats.reads += 1
+        summary = (snap.to_dict() or {}).get(SUMMARY_FIELD) if snap.exists else None
+        if isinstance(summary, dict) and summary.get("generation") == generation:
+            rest = self.manifests(account)
+            value = summary_fields(rest[0]) if rest else firestore.DELETE_FIELD
+            account_ref.update({SUMMARY_FIELD: value})
+            self.stats.writes += 1
+
+    def wipe(self, account: str, epoch: int) -> int:
+        """Fenced once up front; the deletes that follow are idempotent."""
+
+        @firestore.transactional
+        def check(tx: firestore.Transaction) -> None:
+            self._check_epoch(tx, account, epoch)
+
+        check(self._db.transaction())
+        refs = list(self._backups(account).list_documents())
+        for ref in refs:
+            self.stats.reads += 1
+            ref.delete()
+            self.stats.writes += 1
+            self._delete_chunks(ref)
+        account_ref = self._account(account)
+        if account_ref.get().exists:
+            account_ref.update({SUMMARY_FIELD: firestore.DELETE_FIELD})
+        return len(refs)

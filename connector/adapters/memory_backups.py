@@ -1,0 +1,136 @@
+"""An in-memory `BackupStore` with the Firestore adapter's semantics, fencing included.
+
+Unit tests of the vault run on it; tests/contract/test_backup_store.py runs the
+same cases against it and the emulator-backed adapter. `set_lease_epoch` plays
+the part of `leases/{account}.epoch`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Sequence
+
+from connector.errors import KeeperError
+from connector.ports import Manifest, StaleEpochError
+
+
+class MemoryBackupStore:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lease_epochs: dict[str, int] = {}
+        self._reserved: dict[str, int] = {}
+        self._manifests: dict[tuple[str, int], Manifest] = {}
+        self._chunks: dict[tuple[str, int], dict[int, bytes]] = {}
+        self.summaries: dict[str, dict[str, object]] = {}
+        """The `backup` field each account would carry in Firestore."""
+
+    # -- test controls ---------------------------------------------------------------
+
+    def set_lease_epoch(self, account: str, epoch: int) -> None:
+        with self._lock:
+            self._lease_epochs[account] = epoch
+
+    def put_chunk(self, account: str, generation: int, index: int, data: bytes) -> None:
+        """Overwrite one stored chunk (tests of tampering)."""
+        with self._lock:
+            self._chunks.setdefault((account, generation), {})[index] = data
+
+    def drop_chunk(self, account: str, generation: int, index: int) -> None:
+        with self._lock:
+            self._chunks.get((account, generation), {}).pop(index, None)
+
+    # -- BackupStore -----------------------------------------------------------------
+
+    def _check_epoch(self, account: str, epoch: int) -> None:
+        current = self._lease_epochs.get(account, 0)
+        if epoch < current:
+            raise StaleEpochError(f"{account}: lease epoch {epoch} is older than the current {current}")
+
+    def reserve_generation(self, account: str, epoch: int) -> int:
+        with self._lock:
+            self._check_epoch(account, epoch)
+            generation = self._reserved.get(account, 0) + 1
+            self._reserved[account] = generation
+            return generation
+
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
+        with self._lock:
+            stored = self._chunks.setdefault((account, generation), {})
+            for index, chunk in enumerate(chunks):
+                stored[index] = bytes(chunk)
+
+    def commit(self, manifest: Manifest) -> None:
+        account, generation = manifest.account_id, manifest.generation
+        with self._lock:
+            self._check_epoch(account, manifest.lease_epoch)
+            if (account, generation) in self._manifests:
+                raise KeeperError(f"{account}: generation {generation} already has a manifest")
+            self._manifests[(account, generation)] = manifest
+            summary = self.summaries.get(account)
+            if summary is None or int(str(summary["generation"])) < generation:
+                self.summaries[account] = _summary(manifest)
+
+    def manifests(self, account: str) -> list[Manifest]:
+        with self._lock:
+            found = [m for (a, _), m in self._manifests.items() if a == account]
+        return sorted(found, key=lambda m: m.generation, reverse=True)
+
+    def read_chunks(self, account: str, generation: int, count: int) -> list[bytes | None]:
+        with self._lock:
+            stored = self._chunks.get((account, generation), {})
+            return [stored.get(index) for index in range(count)]
+
+    def mark_good(self, account: str, generation: int) -> bool:
+        with self._lock:
+            manifest = self._manifests.get((account, generation))
+            if manifest is None:
+                return False
+            marked = dataclasses.replace(manifest, good=True)
+            self._manifests[(account, generation)] = marked
+            summary = self.summaries.get(account)
+            if summary is not None and summary["generation"] == generation:
+                self.summaries[account] = _summary(marked)
+            return True
+
+    def orphan_generations(self, account: str) -> list[int]:
+        with self._lock:
+            return sorted(
+                g
+                for (a, g), chunks in self._chunks.items()
+                if a == account and chunks and (a, g) not in self._manifests
+            )
+
+    def delete_generation(self, account: str, generation: int) -> None:
+        with self._lock:
+            self._manifests.pop((account, generation), None)
+            self._chunks.pop((account, generation), None)
+            summary = self.summaries.get(account)
+            if summary is not None and summary["generation"] == generation:
+                rest = [m for (a, _), m in self._manifests.items() if a == account]
+                if rest:
+                    self.summaries[account] = _summary(max(rest, key=lambda m: m.generation))
+                else:
+                    del self.summaries[account]
+
+    def wipe(self, account: str, epoch: int) -> int:
+        with self._lock:
+            self._check_epoch(account, epoch)
+            generations = {g for (a, g) in self._manifests if a == account}
+            generations |= {g for (a, g) in self._chunks if a == account}
+            for generation in generations:
+                self._manifests.pop((account, generation), None)
+                self._chunks.pop((account, generation), None)
+            self.summaries.pop(account, None)
+            return len(generations)
+
+
+def _summary(manifest: Manifest) -> dict[str, object]:
+    """The `accounts/{id}.backup` summary of the newest generation (DESIGN.md Part 1)."""
+    return {
+        "generation": manifest.generation,
+        "at": manifest.created_at,
+        "size": manifest.size,
+        "sha256": manifest.sha256,
+        "good": manifest.good,
+    }

@@ -1,0 +1,346 @@
+"""The session vault: disk sessions plus encrypted, versioned backups, and the restore order.
+
+Sync code: the supervisor calls it through `asyncio.to_thread`. Operations on
+one account are serialised by a per-account lock; the account's worker must not
+be running during `restore`/`ensure_session` (the supervisor's job).
+
+Restore order (DESIGN.md): disk session present and healthy -> use it; missing,
+corrupt, logged out (no device row: whatsmeow deletes it itself on a 401) or
+for another jid -> restore the newest good generation, falling back generation
+by generation; no generation -> `session_missing`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from connector.adapters.disk_sessions import (
+    DiskHealth,
+    DiskSessions,
+    DiskState,
+    SessionCheckError,
+    SessionDiskError,
+    check_bytes,
+    sha256_hex,
+)
+from connector.adapters.sessions_volume import VolumeMarker
+from connector.backup_crypto import FORMAT, BackupCorruptError, BackupKeyError, Keyring
+from connector.clock import Clock
+from connector.errors import KeeperError
+from connector.ports import BackupStore, EventSink, Manifest, StaleEpochError
+from wa_wire import EventType, LifecycleEvent
+from wa_wire.names import MAX_DETAIL_LEN
+
+log = logging.getLogger(__name__)
+
+
+class WipeNotConfirmedError(KeeperError):
+    """`wipe` needs the account id repeated as its confirmation."""
+
+
+class BackupStatus(StrEnum):
+    WRITTEN = "written"
+    UNCHANGED = "unchanged"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class BackupOutcome:
+    status: BackupStatus
+    generation: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RestoreOutcome:
+    ok: bool
+    generation: int | None
+    failures: tuple[tuple[int, str], ...] = ()
+    """(generation, why) of each generation tried and rejected, in order."""
+    detail: str = ""
+
+
+class EnsureAction(StrEnum):
+    USED_DISK = "used_disk"
+    RESTORED = "restored"
+    SESSION_MISSING = "session_missing"
+    RESTORE_FAILED = "restore_failed"
+
+
+@dataclass(frozen=True)
+class EnsureOutcome:
+    action: EnsureAction
+    disk: DiskHealth
+    generation: int | None = None
+    detail: str = ""
+
+
+# -- pure decisions (tested by tables) ----------------------------------------------------
+
+
+def disk_is_usable(health: DiskHealth, expected_jid: str | None) -> bool:
+    """The disk session may be used as it is: healthy and, when a jid is known, that jid."""
+    return health.state is DiskState.OK and (expected_jid is None or health.jid == expected_jid)
+
+
+def restore_candidates(manifests: list[Manifest], generation: int | None = None) -> list[Manifest]:
+    """What to try, in order: the one asked for; else good generations newest first, then
+    the others newest first (a session not yet confirmed beats a new QR scan)."""
+    if generation is not None:
+        return [m for m in manifests if m.generation == generation]
+    newest_first = sorted(manifests, key=lambda m: m.generation, reverse=True)
+    return [m for m in newest_first if m.good] + [m for m in newest_first if not m.good]
+
+
+def is_unchanged(newest: Manifest | None, sha256: str) -> bool:
+    return newest is not None and newest.sha256 == sha256
+
+
+# -- the vault ------------------------------------------------------------------------------
+
+
+class SessionVault:
+    def __init__(
+        self,
+        disk: DiskSessions,
+        store: BackupStore,
+        keys: Keyring,
+        events: EventSink,
+        *,
+        clock: Clock,
+        connector_id: str,
+    ) -> None:
+        if "neonize" in sys.modules:
+            raise KeeperError(
+                "the vault opens session files with sqlite3: never in a process that loaded neonize"
+            )
+        self.disk, self.store, self.keys = disk, store, keys
+        self._events, self._clock, self._connector_id = events, clock, connector_id
+        self._marker = VolumeMarker(disk.root)
+        self._volume_id: str | None = None
+        self._newest: dict[str, tuple[int, Manifest | None]] = {}
+        """Newest manifest per account, trusted while the lease epoch is the same."""
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, account: str) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks.setdefault(account, threading.RLock())
+
+    def _emit(
+        self, kind: EventType, account: str, epoch: int, detail: str = "", generation: int | None = None
+    ) -> None:
+        self._events.emit(
+            LifecycleEvent.new(
+                kind,
+                account_id=account,
+                connector_id=self._connector_id,
+                lease_epoch=epoch,
+                at=self._clock.now(),
+                detail=detail[:MAX_DETAIL_LEN],
+                session_generation=generation,
+            )
+        )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def check_disk(self, account: str) -> DiskHealth:
+        """missing | corrupt | no_device | ok(jid), by a quick check (for the health loop)."""
+        return self.disk.check(account)
+
+    def generations(self, account: str) -> list[Manifest]:
+        return self.store.manifests(account)
+
+    def _newest_manifest(self, account: str, epoch: int) -> Manifest | None:
+        cached = self._newest.get(account)
+        if cached is not None and cached[0] == epoch:
+            return cached[1]
+        manifests = self.store.manifests(account)
+        newest = manifests[0] if manifests else None
+        self._newest[account] = (epoch, newest)
+        return newest
+
+    # -- backup ----------------------------------------------------------------------------
+
+    def backup(self, account: str, jid: str | None, epoch: int, taken_while_connected: bool) -> BackupOutcome:
+        """Snapshot, check, and upload unless unchanged; refusals are outcomes, not errors."""
+        with self._lock(account):
+            try:
+                snap = self.disk.snapshot(account, jid)
+            except SessionCheckError as exc:
+                return BackupOutcome(BackupStatus.REFUSED, reason=f"{exc.state}: {exc}")
+            try:
+                newest = self._newest_manifest(account, epoch)
+                if is_unchanged(newest, snap.sha256) and newest is not None:
+                    if taken_while_connected and not newest.good:
+                        self.store.mark_good(account, newest.generation)
+                        self._newest[account] = (epoch, dataclasses.replace(newest, good=True))
+                    return BackupOutcome(BackupStatus.UNCHANGED, newest.generation)
+                generation = self.store.reserve_generation(account, epoch)
+                sealed = self.keys.seal(snap.data, account=account, generation=generation)
+                self.store.write_chunks(account, generation, sealed.chunks)
+                manifest = Manifest(
+                    account_id=account,
+                    generation=generation,
+                    created_at=self._clock.now(),
+                    connector_id=self._connector_id,
+                    lease_epoch=epoch,
+                    format=FORMAT,
+                    key_id=sealed.key_id,
+                    wrapped_key=sealed.wrapped_key,
+                    size=snap.size,
+                    sha256=snap.sha256,
+                    chunk_count=len(sealed.chunks),
+                    taken_while_connected=taken_while_connected,
+                    good=taken_while_connected,
+                    jid=snap.jid,
+                )
+                try:
+                    self.store.commit(manifest)
+                except StaleEpochError:
+                    self.store.delete_generation(account, generation)
+                    raise
+            except StaleEpochError as exc:
+                self._newest.pop(account, None)
+                return BackupOutcome(BackupStatus.REFUSED, reason=f"stale lease epoch: {exc}")
+            self._newest[account] = (epoch, manifest)
+            self._emit(
+                EventType.BACKUP_WRITTEN,
+                account,
+                epoch,
+                f"{snap.size} bytes in {manifest.chunk_count} chunks, key {sealed.key_id}",
+                generation,
+            )
+            self._clean_orphans(account, below=generation)
+            return BackupOutcome(BackupStatus.WRITTEN, generation)
+
+    def _clean_orphans(self, account: str, below: int) -> None:
+        """Chunks of writers that died before their manifest: never a generation, so delete them."""
+        for orphan in self.store.orphan_generations(account):
+            if orphan < below:
+                log.info("deleting orphan chunks of %s generation %d", account, orphan)
+                self.store.delete_generation(account, orphan)
+
+    # -- restore ---------------------------------------------------------------------------
+
+    def _fetch(self, manifest: Manifest, expected_jid: str | None) -> bytes:
+        account, generation = manifest.account_id, manifest.generation
+        what = f"generation {generation} of {account}"
+        if expected_jid is not None and manifest.jid != expected_jid:
+            raise SessionCheckError("wrong_jid", f"{what}: holds jid {manifest.jid}, expected {expected_jid}")
+        chunks = self.store.read_chunks(account, generation, manifest.chunk_count)
+        data = self.keys.open(
+            chunks,
+            account=account,
+            generation=generation,
+            key_id=manifest.key_id,
+            wrapped_key=manifest.wrapped_key,
+            fmt=manifest.format,
+            size=manifest.size,
+        )
+        if sha256_hex(data) != manifest.sha256:
+            raise BackupCorruptError(f"{what}: sha256 differs from the manifest's")
+        check_bytes(data, manifest.jid, what)
+        return data
+
+    def restore(
+        self, account: str, epoch: int, generation: int | None = None, expected_jid: str | None = None
+    ) -> RestoreOutcome:
+        """Install the asked-for generation, or the newest good one with fallback.
+
+        A generation that fails (missing chunk, bad tag, wrong sha256, integrity,
+        wrong jid) gives a `restore_failed` event and the next one is tried; a disk
+        that refuses the write raises SessionDiskError (the old file stays).
+        """
+        with self._lock(account):
+            self.disk.clear_leftovers(account)
+            candidates = restore_candidates(self.store.manifests(account), generation)
+            if not candidates:
+                detail = "no backup generation" if generation is None else f"no generation {generation}"
+                if generation is not None:
+                    self._emit(EventType.RESTORE_FAILED, account, epoch, detail, generation)
+                return RestoreOutcome(ok=False, generation=None, detail=detail)
+            failures: list[tuple[int, str]] = []
+            for manifest in candidates:
+                try:
+                    data = self._fetch(manifest, expected_jid)
+                except (BackupCorruptError, BackupKeyError, SessionCheckError) as exc:
+                    failures.append((manifest.generation, str(exc)))
+                    self._emit(EventType.RESTORE_FAILED, account, epoch, str(exc), manifest.generation)
+                    continue
+                try:
+                    aside = self.disk.install(account, data, manifest.sha256)
+                except SessionDiskError as exc:
+                    self._emit(EventType.RESTORE_FAILED, account, epoch, str(exc), manifest.generation)
+                    raise
+                detail = f"generation {manifest.generation} ({manifest.size} bytes, jid {manifest.jid})"
+                detail += f"; the replaced file is kept as {aside.name}" if aside is not None else ""
+                self._emit(EventType.RESTORED, account, epoch, detail, manifest.generation)
+                return RestoreOutcome(True, manifest.generation, tuple(failures), detail)
+            return RestoreOutcome(False, None, tuple(failures), f"all {len(failures)} generations failed")
+
+    def ensure_session(self, account: str, expected_jid: str | None, epoch: int) -> EnsureOutcome:
+        """Make the disk session usable before the worker starts (the restore order)."""
+        with self._lock(account):
+            self.disk.clear_leftovers(account)
+            health = self.disk.check(account, thorough=True)
+            if disk_is_usable(health, expected_jid):
+                return EnsureOutcome(EnsureAction.USED_DISK, health)
+            restored = self.restore(account, epoch, expected_jid=expected_jid)
+            if restored.ok:
+                return EnsureOutcome(EnsureAction.RESTORED, health, restored.generation, restored.detail)
+            if health.state is DiskState.CORRUPT:
+                self.disk.set_aside(account, "corrupt")  # kept for forensics; the path is free for pairing
+            if not restored.failures:
+                detail = f"disk: {health.state}; {restored.detail}"
+                self._emit(EventType.SESSION_MISSING, account, epoch, detail)
+                return EnsureOutcome(EnsureAction.SESSION_MISSING, health, detail=restored.detail)
+            return EnsureOutcome(EnsureAction.RESTORE_FAILED, health, detail=restored.detail)
+
+    # -- management ------------------------------------------------------------------------
+
+    def mark_good(self, account: str, generation: int) -> bool:
+        with self._lock(account):
+            marked = self.store.mark_good(account, generation)
+            cached = self._newest.get(account)
+            if marked and cached is not None and cached[1] is not None and cached[1].generation == generation:
+                self._newest[account] = (cached[0], dataclasses.replace(cached[1], good=True))
+            return marked
+
+    def wipe(self, account: str, *, confirm: str, epoch: int) -> int:
+        """Delete the disk session and every backup generation; `confirm` must equal the account id."""
+        if confirm != account:
+            raise WipeNotConfirmedError(f"wipe of {account} not confirmed: repeat the account id to confirm")
+        with self._lock(account):
+            deleted = self.store.wipe(account, epoch)
+            shutil.rmtree(self.disk.folder(account), ignore_errors=True)
+            self._newest.pop(account, None)
+            self._emit(
+                EventType.WIPED, account, epoch, f"disk session and {deleted} backup generations deleted"
+            )
+            return deleted
+
+    # -- the volume ------------------------------------------------------------------------
+
+    def open_volume(self) -> str:
+        """Remember this volume's marker (writing one on a fresh volume); call at start."""
+        self._volume_id, _created = self._marker.ensure()
+        return self._volume_id
+
+    def volume_lost(self) -> bool:
+        """True when the marker vanished or changed since `open_volume`: the disk was wiped."""
+        return self._volume_id is not None and not self._marker.intact(self._volume_id)
+
+    def recover_lost_volume(self, held: Mapping[str, tuple[str | None, int]]) -> dict[str, EnsureOutcome]:
+        """`disk_lost` for each held account {account: (jid, epoch)}, then restore each."""
+        for account, (_jid, epoch) in held.items():
+            self._emit(EventType.DISK_LOST, account, epoch, f"volume marker under {self.disk.root} is gone")
+        self.open_volume()
+        return {account: self.ensure_session(account, jid, epoch) for account, (jid, epoch) in held.items()}
