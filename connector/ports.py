@@ -10,10 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from connector.errors import KeeperError
 from wa_wire import AccountStatus, CommandAction, LifecycleEvent, to_json
+
+if TYPE_CHECKING:
+    from connector.lease_record import LeaseRecord, LeaseView
+    from connector.registry_record import ConnectorInfo, ConnectorRecord, RegistryView
 
 
 class EventSink(Protocol):
@@ -218,3 +222,51 @@ class CommandStore(Protocol):
     def claim(self, command_id: str, connector_id: str, epoch: int) -> None: ...
 
     def finish(self, command_id: str, connector_id: str, ok: bool, message: str) -> None: ...
+
+
+class LeaseStore(Protocol):
+    """`leases/{account}` (connector/lease_record.py has the record and the write rules).
+
+    Every write is one transaction on one document that applies a rule of
+    lease_record.py to the record as stored; the store's own clock (Firestore:
+    the server timestamp) sets `renewed_at` and `acquired_at`. Each call returns
+    the lease as stored after it, with the store's time of that read or write.
+    """
+
+    async def get(self, account: str) -> LeaseView: ...
+
+    async def get_many(self, accounts: Sequence[str]) -> list[LeaseView]:
+        """One view per account, in the order given (one batched read)."""
+        ...
+
+    async def try_acquire(
+        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
+    ) -> LeaseView:
+        """Take the lease at the next epoch if it is still `expected`; else write nothing."""
+        ...
+
+    async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
+        """Renew if `holder` holds it at `epoch`; else write nothing."""
+        ...
+
+    async def release(self, account: str, holder: str, epoch: int) -> LeaseView:
+        """Set the holder to null if `holder` holds it at `epoch`; else write nothing."""
+        ...
+
+    async def current_epoch(self, account: str) -> int:
+        """The lease's epoch (0 when there is no lease) for fencing checks."""
+        ...
+
+
+class ConnectorRegistry(Protocol):
+    """`connectors/{id}`: each connector's heartbeat, with its capacity."""
+
+    async def heartbeat(self, info: ConnectorInfo) -> ConnectorRecord:
+        """Write this connector's record; `renewed_at` (and at first `started_at`) = store time."""
+        ...
+
+    async def list_connectors(self) -> RegistryView: ...
+
+    async def remove(self, connector_id: str) -> None:
+        """A clean shutdown: the record goes at once instead of going stale."""
+        ...

@@ -1,0 +1,141 @@
+"""The real `LeaseStore`: `leases/{account}` in Firestore, written in transactions only.
+
+Each write is one transaction on one document: read the lease, apply the rule
+of connector/lease_record.py, write with `SERVER_TIMESTAMP`. The stored stamp
+comes back in the commit's transform results, so the returned record is exactly
+what is stored (the emulator's server timestamp differs from its commit time,
+so the commit time would not do). The Google client is synchronous; calls run
+in worker threads.
+
+`check_epoch` is the fencing read other adapters make inside their own
+transactions (backup manifests, command claims, status writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from google.cloud import firestore
+
+from connector.lease_record import (
+    SERVER_NOW,
+    LeaseRecord,
+    LeaseView,
+    acquire_fields,
+    apply_write,
+    check_id,
+    check_ttl_ms,
+    epoch_of,
+    fence,
+    release_fields,
+    renew_fields,
+    to_micros,
+)
+from wa_wire.names import Collections
+
+GET_ALL_BATCH = 300
+"""Lease documents per batched read."""
+
+Rule = Callable[[LeaseRecord | None], Mapping[str, Any] | None]
+
+
+def _record(account: str, snapshot: Any) -> LeaseRecord | None:
+    return LeaseRecord.from_fields(account, snapshot.to_dict() or {}) if snapshot.exists else None
+
+
+def check_epoch(
+    transaction: firestore.Transaction, client: firestore.Client, account: str, epoch: int
+) -> None:
+    """Inside a transaction (before its writes): refuse with StaleEpochError unless `epoch` is current.
+
+    A missing lease document counts as epoch 0.
+    """
+    snapshot = (
+        client.collection(Collections.LEASES)
+        .document(check_id("account", account))
+        .get(transaction=transaction)
+    )
+    fence(account, epoch_of(account, snapshot.to_dict() if snapshot.exists else None), epoch)
+
+
+class FirestoreLeaseStore:
+    def __init__(self, client: firestore.Client) -> None:
+        self._db = client
+
+    def _ref(self, account: str) -> firestore.DocumentReference:
+        return self._db.collection(Collections.LEASES).document(check_id("account", account))
+
+    def _get(self, account: str) -> LeaseView:
+        snapshot = self._ref(account).get()
+        return LeaseView(account, _record(account, snapshot), to_micros(snapshot.read_time))
+
+    def _get_many(self, accounts: Sequence[str]) -> list[LeaseView]:
+        found: dict[str, LeaseView] = {}
+        for start in range(0, len(accounts), GET_ALL_BATCH):
+            refs = [self._ref(a) for a in accounts[start : start + GET_ALL_BATCH]]
+            for snapshot in self._db.get_all(refs):
+                found[snapshot.id] = LeaseView(
+                    snapshot.id, _record(snapshot.id, snapshot), to_micros(snapshot.read_time)
+                )
+        return [found[a] for a in accounts]
+
+    def _write(self, account: str, rule: Rule) -> LeaseView:
+        ref = self._ref(account)
+        outcome: dict[str, Any] = {}
+
+        @firestore.transactional
+        def body(transaction: firestore.Transaction) -> None:
+            snapshot = ref.get(transaction=transaction)
+            current = _record(account, snapshot)
+            fields = rule(current)
+            outcome.update(current=current, fields=fields, read_time=snapshot.read_time)
+            if fields is not None:
+                stored = {k: firestore.SERVER_TIMESTAMP if v == SERVER_NOW else v for k, v in fields.items()}
+                transaction.set(ref, stored, merge=True)
+
+        transaction = self._db.transaction()
+        body(transaction)
+        current, fields = outcome["current"], outcome["fields"]
+        if fields is None:
+            return LeaseView(account, current, to_micros(outcome["read_time"]))
+        results = transaction.write_results or []
+        stamp: datetime = to_micros(results[0].transform_results[0].timestamp_value)
+        return LeaseView(account, apply_write(account, current, fields, stamp), stamp, written=True)
+
+    async def get(self, account: str) -> LeaseView:
+        return await asyncio.to_thread(self._get, account)
+
+    async def get_many(self, accounts: Sequence[str]) -> list[LeaseView]:
+        for account in accounts:
+            check_id("account", account)
+        return await asyncio.to_thread(self._get_many, list(accounts))
+
+    async def try_acquire(
+        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
+    ) -> LeaseView:
+        check_id("holder", holder)
+        check_ttl_ms(ttl_ms)
+        return await asyncio.to_thread(
+            self._write, account, lambda cur: acquire_fields(cur, expected, holder, ttl_ms)
+        )
+
+    async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
+        check_id("holder", holder)
+        check_ttl_ms(ttl_ms)
+        return await asyncio.to_thread(
+            self._write, account, lambda cur: renew_fields(cur, holder, epoch, ttl_ms)
+        )
+
+    async def release(self, account: str, holder: str, epoch: int) -> LeaseView:
+        check_id("holder", holder)
+        return await asyncio.to_thread(self._write, account, lambda cur: release_fields(cur, holder, epoch))
+
+    def _current_epoch(self, account: str) -> int:
+        snapshot = self._ref(account).get()
+        return epoch_of(account, snapshot.to_dict() if snapshot.exists else None)
+
+    async def current_epoch(self, account: str) -> int:
+        return await asyncio.to_thread(self._current_epoch, account)

@@ -1,0 +1,251 @@
+"""The lease loop: one `LeaseElector` acts on `connector.lease.decide` for all accounts.
+
+Why one loop for many accounts: 200 accounts per connector must be cheap. Each
+store call is one small transaction on one lease document, run as a background
+task (a bounded number at once), and the reads of accounts we wait for go out in
+one batch. A hung call never delays the deadline check of any account, its own
+included: the check is local arithmetic on the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Protocol
+
+from connector.clock import Clock
+from connector.lease import Action, LeaseConfig, Local, decide
+from connector.lease_record import LeaseError, LeaseView, check_id
+
+if TYPE_CHECKING:
+    from connector.ports import LeaseStore
+
+log = logging.getLogger(__name__)
+
+
+class LeaseListener(Protocol):
+    """What the supervisor hooks into; called on the event loop, must not block."""
+
+    def on_acquired(self, account: str, epoch: int) -> None:
+        """The lease is ours at `epoch`: start the worker (restoring from the newest backup)."""
+        ...
+
+    def on_lost(self, account: str, epoch: int) -> None:
+        """Another holder or epoch took over: stop the worker now, write nothing more."""
+        ...
+
+    def on_renew_deadline_missed(self, account: str, epoch: int) -> None:
+        """No renewal within the deadline: stop the worker (close the socket) before others take over."""
+        ...
+
+
+class LeaseElector:
+    """One loop for all of a connector's leases: decide per account, then act.
+
+    `set_claims` says which accounts to take (and after what head start), the
+    listener hears what happened, `release` gives a lease up cleanly.
+    """
+
+    def __init__(
+        self,
+        *,
+        store: LeaseStore,
+        holder: str,
+        config: LeaseConfig,
+        clock: Clock,
+        listener: LeaseListener,
+        max_in_flight: int = 16,
+    ) -> None:
+        self.holder = check_id("holder", holder)
+        self.store, self.config, self.clock, self.listener = store, config, clock, listener
+        self._local: dict[str, Local] = {}
+        self._claims: dict[str, float] = {}
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._wake = asyncio.Event()
+
+    # ---- what the supervisor asks and reads
+
+    def set_claims(self, claims: Mapping[str, float]) -> None:
+        """Accounts to take when free, each with its head start (connector/assignment.py)."""
+        for account, delay in claims.items():
+            check_id("account", account)
+            if not delay >= 0:
+                raise LeaseError(f"claim delay of {account} must be >= 0, got {delay!r}")
+        self._claims = dict(claims)
+        self._wake.set()
+
+    def held(self) -> dict[str, int]:
+        """Accounts we hold, with their epochs."""
+        return {a: s.held_epoch for a, s in self._local.items() if s.held_epoch is not None}
+
+    def known(self) -> dict[str, Local]:
+        """Everything we know of the accounts we track (for /status and assignment)."""
+        return dict(self._local)
+
+    async def release(self, account: str) -> bool:
+        """Give the lease up now (after the final backup); True when the store released it."""
+        self._claims.pop(account, None)
+        await self._settle(account)
+        local = self._local.get(account)
+        if local is None or local.held_epoch is None:
+            return False
+        epoch = local.held_epoch
+        self._local[account] = replace(local, held_epoch=None)
+        try:
+            view = await self.store.release(account, self.holder, epoch)
+        except Exception:
+            log.exception("lease of %s not released (it expires after its TTL)", account)
+            return False
+        self._observe(account, view)
+        return view.written
+
+    async def release_all(self) -> int:
+        """SIGTERM: release every lease we hold; returns how many were released."""
+        results = await asyncio.gather(*(self.release(a) for a in list(self.held())))
+        return sum(results)
+
+    # ---- the loop
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Decide and act until `stop` is set; in-flight calls are awaited before returning."""
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                next_at = self.step()
+                delay = min(max(next_at - self.clock.monotonic(), 0.0), self.config.retry_period_s)
+                waits = [
+                    asyncio.ensure_future(w)
+                    for w in (self.clock.sleep(delay), self._wake.wait(), stop.wait())
+                ]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waits:
+                    waiter.cancel()
+        finally:
+            await self.drain()
+
+    def step(self) -> float:
+        """One pass over every tracked account; returns when the next thing is due."""
+        now, next_at, reads = self.clock.monotonic(), math.inf, []
+        for account in sorted(set(self._claims) | set(self.held()) | set(self._in_flight)):
+            local = self._local.get(account, Local())
+            decision = decide(local, self.holder, self._claims.get(account), self.config, now)
+            if account in self._in_flight:  # only the safety check while a call is out
+                if decision.action is Action.DEADLINE_MISSED:
+                    self._drop(account, Action.DEADLINE_MISSED)
+                continue
+            match decision.action:
+                case Action.WAIT:
+                    next_at = min(next_at, decision.at)
+                case Action.READ:
+                    reads.append(account)
+                case Action.ACQUIRE | Action.RENEW:
+                    self._spawn([account], self._attempt(account, decision.action))
+                case Action.LOST | Action.DEADLINE_MISSED:
+                    self._drop(account, decision.action)
+                    next_at = now
+        if reads:
+            self._spawn(reads, self._read(reads))
+        for account in set(self._local) - set(self._claims) - set(self.held()) - set(self._in_flight):
+            del self._local[account]  # neither wanted nor held: forget it
+        return next_at
+
+    async def drain(self) -> None:
+        """Wait for every store call in flight (tests, and shutdown)."""
+        while self._in_flight:
+            await asyncio.gather(*set(self._in_flight.values()), return_exceptions=True)
+
+    # ---- acting
+
+    def _spawn(self, accounts: list[str], call: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(call)
+        for account in accounts:
+            self._in_flight[account] = task
+
+        def done(_: asyncio.Task[None]) -> None:
+            for account in accounts:
+                if self._in_flight.get(account) is task:
+                    del self._in_flight[account]
+            self._wake.set()
+
+        task.add_done_callback(done)
+
+    async def _settle(self, account: str) -> None:
+        task = self._in_flight.get(account)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _attempt(self, account: str, action: Action) -> None:
+        async with self._slots:
+            sent = self.clock.monotonic()
+            local = self._local.get(account, Local())
+            try:
+                if action is Action.ACQUIRE:
+                    expected = None if local.view is None else local.view.record
+                    view = await self.store.try_acquire(account, self.holder, self.config.ttl_ms, expected)
+                elif local.held_epoch is None:
+                    return  # stopped holding it (deadline, release) while waiting for a slot
+                else:
+                    view = await self.store.renew(account, self.holder, local.held_epoch, self.config.ttl_ms)
+            except Exception as exc:
+                log.warning("lease %s of %s failed: %s", action.value, account, exc)
+                self._local[account] = replace(self._local.get(account, Local()), failed_mono=sent)
+                return
+        self._observe(account, view, action, sent)
+
+    async def _read(self, accounts: list[str]) -> None:
+        async with self._slots:
+            sent = self.clock.monotonic()
+            try:
+                views = await self.store.get_many(accounts)
+            except Exception as exc:
+                log.warning("reading %d leases failed: %s", len(accounts), exc)
+                for account in accounts:
+                    self._local[account] = replace(self._local.get(account, Local()), failed_mono=sent)
+                return
+        for view in views:
+            self._observe(view.account, view)
+
+    def _observe(
+        self, account: str, view: LeaseView, action: Action = Action.READ, sent: float = 0.0
+    ) -> None:
+        now = self.clock.monotonic()
+        old = self._local.get(account, Local())
+        same = old.view is not None and old.view.record == view.record
+        local = replace(
+            old, view=view, read_mono=now, seen_mono=old.seen_mono if same else now, failed_mono=None
+        )
+        record = view.record
+        if view.written and record is not None and record.holder == self.holder:
+            if action is Action.ACQUIRE and old.held_epoch is None:
+                self._local[account] = replace(local, held_epoch=record.epoch, renewed_mono=sent)
+                self._notify(self.listener.on_acquired, account, record.epoch)
+                return
+            if action is Action.RENEW and old.held_epoch == record.epoch:
+                local = replace(local, renewed_mono=sent)
+        self._local[account] = local
+
+    def _drop(self, account: str, why: Action) -> None:
+        local = self._local.get(account, Local())
+        epoch = local.held_epoch
+        if epoch is None:
+            return
+        self._local[account] = replace(local, held_epoch=None)
+        if why is Action.LOST:
+            log.warning("lease of %s lost at epoch %d", account, epoch)
+            self._notify(self.listener.on_lost, account, epoch)
+        else:
+            log.warning(
+                "lease of %s not renewed within %s s: stopping it", account, self.config.renew_deadline_s
+            )
+            self._notify(self.listener.on_renew_deadline_missed, account, epoch)
+
+    @staticmethod
+    def _notify(hook: Callable[[str, int], None], account: str, epoch: int) -> None:
+        try:
+            hook(account, epoch)
+        except Exception:
+            log.exception("lease listener failed for %s", account)

@@ -1,0 +1,255 @@
+"""The lease store contract: the same cases against the in-memory fake and the Firestore emulator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from connector.adapters.firestore_leases import FirestoreLeaseStore, check_epoch
+from connector.adapters.memory_leases import MemoryLeaseStore
+from connector.lease_record import LeaseError, LeaseRecord
+from connector.ports import LeaseStore, StaleEpochError
+from wa_wire import Collections
+
+TTL_MS = 15_000
+PROBE = "lease_probe"
+
+
+@dataclass
+class Rig:
+    store: LeaseStore
+    put_raw: Callable[[str, dict[str, Any]], object]
+    read_raw: Callable[[str], dict[str, Any] | None]
+    fenced_write: Callable[[str, int, str], None]  # a write guarded by check_epoch, as other adapters do
+    probes: Callable[[], dict[str, str]]
+    extra: list[Any] = field(default_factory=list)
+
+
+def memory_rig() -> Rig:
+    fake = MemoryLeaseStore()
+    probes: dict[str, str] = {}
+
+    def fenced_write(account: str, epoch: int, value: str) -> None:
+        fake.check_epoch(account, epoch)
+        probes[account] = value
+
+    return Rig(
+        store=fake,
+        put_raw=fake.docs.__setitem__,
+        read_raw=fake.docs.get,
+        fenced_write=fenced_write,
+        probes=lambda: dict(probes),
+    )
+
+
+def firestore_rig(client: firestore.Client) -> Rig:
+    leases = client.collection(Collections.LEASES)
+
+    def fenced_write(account: str, epoch: int, value: str) -> None:
+        @firestore.transactional
+        def body(transaction: firestore.Transaction) -> None:
+            check_epoch(transaction, client, account, epoch)
+            transaction.set(client.collection(PROBE).document(account), {"value": value})
+
+        body(client.transaction())
+
+    def probes() -> dict[str, str]:
+        return {doc.id: (doc.to_dict() or {})["value"] for doc in client.collection(PROBE).stream()}
+
+    return Rig(
+        store=FirestoreLeaseStore(client),
+        put_raw=lambda account, data: leases.document(account).set(data),
+        read_raw=lambda account: leases.document(account).get().to_dict(),
+        fenced_write=fenced_write,
+        probes=probes,
+    )
+
+
+@pytest.fixture(params=["memory", "firestore"])
+def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    if request.param == "memory":
+        yield memory_rig()
+    else:
+        yield firestore_rig(request.getfixturevalue("clean_firestore"))
+
+
+async def acquire(rig: Rig, account: str, holder: str, expected: LeaseRecord | None = None) -> LeaseRecord:
+    view = await rig.store.try_acquire(account, holder, TTL_MS, expected)
+    assert view.written and view.record is not None and view.record.holder == holder
+    return view.record
+
+
+# ---- reading
+
+
+async def test_a_missing_lease_reads_as_none_at_epoch_0(rig: Rig) -> None:
+    view = await rig.store.get("acct")
+    assert view.record is None
+    assert view.server_now is not None
+    assert await rig.store.current_epoch("acct") == 0
+
+
+async def test_get_many_answers_in_the_order_asked_with_missing_ones(rig: Rig) -> None:
+    await acquire(rig, "b", "conn-a")
+    views = await rig.store.get_many(["c", "b", "a"])
+    assert [v.account for v in views] == ["c", "b", "a"]
+    assert [v.holder() for v in views] == [None, "conn-a", None]
+
+
+# ---- acquiring
+
+
+async def test_the_first_acquire_creates_epoch_1_stamped_by_the_store(rig: Rig) -> None:
+    view = await rig.store.try_acquire("acct", "conn-a", TTL_MS, None)
+    record = view.record
+    assert view.written and record is not None
+    assert (record.holder, record.epoch, record.ttl_ms, record.transitions) == ("conn-a", 1, TTL_MS, 0)
+    assert record.renewed_at == record.acquired_at == view.server_now
+    assert (await rig.store.get("acct")).record == record  # returned exactly as stored
+    assert await rig.store.current_epoch("acct") == 1
+
+
+async def test_an_acquire_from_a_stale_view_writes_nothing(rig: Rig) -> None:
+    first = await acquire(rig, "acct", "conn-a")
+    view = await rig.store.try_acquire("acct", "conn-b", TTL_MS, None)
+    assert not view.written
+    assert view.record == first
+    assert (await rig.store.get("acct")).record == first
+
+
+async def test_taking_over_increments_the_epoch_and_the_transitions(rig: Rig) -> None:
+    first = await acquire(rig, "acct", "conn-a")
+    second = await acquire(rig, "acct", "conn-b", expected=first)
+    assert (second.epoch, second.transitions) == (2, 1)
+    assert second.acquired_at > first.acquired_at
+    stale = await rig.store.renew("acct", "conn-a", 1, TTL_MS)
+    assert not stale.written
+    assert stale.record == second
+
+
+async def test_reacquiring_its_own_lease_moves_the_epoch_but_not_the_transitions(rig: Rig) -> None:
+    first = await acquire(rig, "acct", "conn-a")
+    again = await acquire(rig, "acct", "conn-a", expected=first)
+    assert (again.epoch, again.transitions) == (2, 0)
+
+
+async def test_of_two_racing_acquires_exactly_one_wins(rig: Rig) -> None:
+    views = await asyncio.gather(
+        rig.store.try_acquire("acct", "conn-a", TTL_MS, None),
+        rig.store.try_acquire("acct", "conn-b", TTL_MS, None),
+    )
+    assert sorted(v.written for v in views) == [False, True]
+    winner = next(v for v in views if v.written)
+    assert (await rig.store.get("acct")).record == winner.record
+
+
+# ---- renewing and releasing
+
+
+async def test_a_renewal_moves_renewed_at_only(rig: Rig) -> None:
+    first = await acquire(rig, "acct", "conn-a")
+    view = await rig.store.renew("acct", "conn-a", 1, TTL_MS)
+    renewed = view.record
+    assert view.written and renewed is not None
+    assert renewed.renewed_at > first.renewed_at
+    assert renewed.renewed_at == view.server_now
+    assert (renewed.epoch, renewed.acquired_at, renewed.holder) == (1, first.acquired_at, "conn-a")
+    assert (await rig.store.get("acct")).record == renewed
+
+
+@pytest.mark.parametrize(("holder", "epoch"), [("conn-b", 1), ("conn-a", 2), ("conn-a", 0)])
+async def test_a_renewal_by_another_holder_or_epoch_writes_nothing(rig: Rig, holder: str, epoch: int) -> None:
+    first = await acquire(rig, "acct", "conn-a")
+    view = await rig.store.renew("acct", holder, epoch, TTL_MS)
+    assert not view.written
+    assert (await rig.store.get("acct")).record == first
+
+
+async def test_a_renewal_of_a_missing_lease_writes_nothing(rig: Rig) -> None:
+    view = await rig.store.renew("acct", "conn-a", 1, TTL_MS)
+    assert not view.written and view.record is None
+    assert rig.read_raw("acct") is None
+
+
+async def test_after_a_release_the_next_holder_takes_the_next_epoch(rig: Rig) -> None:
+    await acquire(rig, "acct", "conn-a")
+    released = await rig.store.release("acct", "conn-a", 1)
+    assert released.written and released.record is not None
+    assert (released.record.holder, released.record.epoch) == (None, 1)
+    assert not (await rig.store.renew("acct", "conn-a", 1, TTL_MS)).written
+    taken = await acquire(rig, "acct", "conn-b", expected=released.record)
+    assert (taken.epoch, taken.transitions) == (2, 1)
+
+
+async def test_a_release_by_someone_else_writes_nothing(rig: Rig) -> None:
+    first = await acquire(rig, "acct", "conn-a")
+    assert not (await rig.store.release("acct", "conn-b", 1)).written
+    assert not (await rig.store.release("acct", "conn-a", 2)).written
+    assert (await rig.store.get("acct")).record == first
+
+
+# ---- fencing other writers
+
+
+async def test_a_fenced_write_passes_at_the_current_epoch_only(rig: Rig) -> None:
+    rig.fenced_write("acct", 0, "no lease yet")  # a missing lease is epoch 0
+    first = await acquire(rig, "acct", "conn-a")
+    rig.fenced_write("acct", 1, "holder a")
+    await acquire(rig, "acct", "conn-b", expected=first)
+    with pytest.raises(StaleEpochError, match="older than the current 2"):
+        rig.fenced_write("acct", 1, "stale a")
+    with pytest.raises(StaleEpochError, match="ahead of the current 2"):
+        rig.fenced_write("acct", 3, "from the future")
+    assert rig.probes() == {"acct": "holder a"}
+
+
+# ---- bad input: a clear error, nothing written
+
+
+@pytest.mark.parametrize("account", ["", "a/b", "x" * 129, "__x__", ".."])
+async def test_a_bad_account_id_is_refused(rig: Rig, account: str) -> None:
+    for call in (
+        lambda: rig.store.get(account),
+        lambda: rig.store.get_many(["ok", account]),
+        lambda: rig.store.try_acquire(account, "conn-a", TTL_MS, None),
+        lambda: rig.store.renew(account, "conn-a", 1, TTL_MS),
+        lambda: rig.store.release(account, "conn-a", 1),
+        lambda: rig.store.current_epoch(account),
+    ):
+        with pytest.raises(LeaseError, match="account"):
+            await call()
+    assert rig.read_raw("ok") is None
+
+
+@pytest.mark.parametrize("holder", ["", "a/b", "h" * 129])
+async def test_a_bad_holder_is_refused(rig: Rig, holder: str) -> None:
+    with pytest.raises(LeaseError, match="holder"):
+        await rig.store.try_acquire("acct", holder, TTL_MS, None)
+    assert rig.read_raw("acct") is None
+
+
+@pytest.mark.parametrize("ttl_ms", [0, -5, True])
+async def test_a_bad_ttl_is_refused(rig: Rig, ttl_ms: int) -> None:
+    with pytest.raises(LeaseError, match="ttl_ms"):
+        await rig.store.try_acquire("acct", "conn-a", ttl_ms, None)
+    assert rig.read_raw("acct") is None
+
+
+async def test_a_malformed_lease_document_is_reported_and_left_alone(rig: Rig) -> None:
+    first = await acquire(rig, "acct", "conn-a")
+    bad = {**first.to_fields(), "epoch": "seven"}
+    rig.put_raw("acct", bad)
+    with pytest.raises(LeaseError, match="leases/acct: field epoch"):
+        await rig.store.get("acct")
+    with pytest.raises(LeaseError, match="leases/acct: field epoch"):
+        await rig.store.try_acquire("acct", "conn-b", TTL_MS, first)
+    with pytest.raises(LeaseError, match="leases/acct: field epoch"):
+        await rig.store.current_epoch("acct")
+    with pytest.raises(LeaseError, match="leases/acct: field epoch"):
+        rig.fenced_write("acct", 1, "x")
+    assert rig.read_raw("acct") == bad
