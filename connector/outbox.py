@@ -66,7 +66,9 @@ class RetryPolicy:
 
     def delay(self, failures: int) -> float:
         """Seconds to wait after the `failures`-th consecutive failure (1-based)."""
-        wait = tenacity.wait_exponential_jitter(multiplier=self.initial_s, max=self.max_s, jitter=self.jitter_s)
+        wait = tenacity.wait_exponential_jitter(
+            multiplier=self.initial_s, max=self.max_s, jitter=self.jitter_s
+        )
         state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
         state.attempt_number = max(1, failures)
         return float(wait(state))
@@ -207,8 +209,13 @@ class Outbox:
             done = self._clock.monotonic()
             acked = [row for row, outcome in results if outcome.ok]
             failed = [(row, outcome.error or "") for row, outcome in results if not outcome.ok]
-            self._store.delete([row.seq for row in acked])
-            self._store.record_failure([row.seq for row, _ in failed], failed[0][1] if failed else "")
+            # Off the loop: the commit waits for the disk (fsync).
+            await asyncio.to_thread(
+                self._store.settle,
+                [row.seq for row in acked],
+                [row.seq for row, _ in failed],
+                failed[0][1] if failed else "",
+            )
             outcomes = [(row.account_id, outcome.ok) for row, outcome in results]
             self._backoff = after_attempt(self._backoff, outcomes, done, self._policy.delay)
             self._observe(acked, failed)

@@ -154,23 +154,28 @@ class OutboxStore:
             for seq, event_id, account_id, event_type, data, attributes, enqueued_at in rows
         ]
 
-    def delete(self, seqs: Sequence[int]) -> None:
-        """Forget acknowledged rows."""
-        with self._lock, self._sql("delete acknowledged events from"):
-            for chunk in _chunks(seqs):
-                marks = ",".join("?" * len(chunk))
-                cursor = self._db.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk)
-                self.depth -= cursor.rowcount
-
-    def record_failure(self, seqs: Sequence[int], error: str) -> None:
-        """Count a failed attempt on each row and keep the last error (for operators)."""
-        with self._lock, self._sql("record a failed attempt in"):
-            for chunk in _chunks(seqs):
-                marks = ",".join("?" * len(chunk))
-                self._db.execute(
-                    f"UPDATE events SET attempts = attempts + 1, last_error = ? WHERE seq IN ({marks})",
-                    (error[:500], *chunk),
-                )
+    def settle(self, acked: Sequence[int], failed: Sequence[int], error: str) -> None:
+        """In one transaction: forget acknowledged rows; count a failed attempt (and keep
+        the last error, for operators) on the others."""
+        with self._lock, self._sql("record publish outcomes in"):
+            deleted = 0
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for chunk in _chunks(acked):
+                    marks = ",".join("?" * len(chunk))
+                    deleted += self._db.execute(f"DELETE FROM events WHERE seq IN ({marks})", chunk).rowcount
+                for chunk in _chunks(failed):
+                    marks = ",".join("?" * len(chunk))
+                    self._db.execute(
+                        f"UPDATE events SET attempts = attempts + 1, last_error = ? WHERE seq IN ({marks})",
+                        (error[:500], *chunk),
+                    )
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self.depth -= deleted
 
     @contextlib.contextmanager
     def _sql(self, what: str) -> Iterator[None]:

@@ -344,3 +344,26 @@ async def test_run_forever_retries_until_pubsub_is_back(
     box.stop()
     await asyncio.wait_for(runner, 10)
     assert ids(publisher) == [e.event_id for e in events]
+
+
+async def test_a_local_write_failure_after_publishing_means_a_duplicate_not_a_loss(
+    make_outbox: Callable[..., Outbox], publisher: MemoryPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = make_outbox()
+    store = box._store
+    real_settle = store.settle
+    calls = []
+
+    def settle_fails_once(acked: Sequence[int], failed: Sequence[int], error: str) -> None:
+        calls.append(len(acked))
+        if len(calls) == 1:
+            raise OutboxError("cannot record publish outcomes in the outbox: disk I/O error")
+        real_settle(acked, failed, error)
+
+    monkeypatch.setattr(store, "settle", settle_fails_once)
+    runner = asyncio.create_task(box.run_forever())
+    box.emit(evt := event("acct-a"))
+    await until(lambda: box.depth() == 0)
+    box.stop()
+    await asyncio.wait_for(runner, 10)
+    assert ids(publisher) == [evt.event_id, evt.event_id], "sent again under the same event_id"
