@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 RESERVED_FIELD = "backup_reserved_generation"
 SUMMARY_FIELD = "backup"
-MAX_BATCH_BYTES = 8 * 1024 * 1024
-"""Chunks per commit are capped by bytes: a Firestore request carries at most 10 MiB."""
+MAX_BATCH_BYTES = 3840 * 1024
+"""Chunks per commit, capped by bytes: Firestore takes 10 MiB per request, the emulator 4 MiB."""
 
 
 class BadManifestError(KeeperError):

@@ -1,0 +1,216 @@
+"""The backup store: the same cases against the in-memory fake and Firestore (emulator)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+
+from connector.adapters.firestore_backups import FirestoreBackupStore, manifest_fields
+from connector.adapters.memory_backups import MemoryBackupStore
+from connector.backup_crypto import MAX_CHUNK_BYTES
+from connector.ports import BackupStore, Manifest, StaleEpochError
+from wa_wire.names import Collections, SubCollections
+
+
+@dataclass
+class Rig:
+    store: BackupStore
+    set_lease_epoch: Callable[[str, int], None]
+    summary: Callable[[str], dict[str, Any] | None]
+
+
+@pytest.fixture(params=["memory", "firestore"])
+def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
+    if request.param == "memory":
+        fake = MemoryBackupStore()
+        yield Rig(fake, fake.set_lease_epoch, fake.summaries.get)
+        return
+    client: firestore.Client = request.getfixturevalue("clean_firestore")
+
+    def set_epoch(account: str, epoch: int) -> None:
+        client.collection(Collections.LEASES).document(account).set({"epoch": epoch, "holder": "x"})
+
+    def summary(account: str) -> dict[str, Any] | None:
+        data = client.collection(Collections.ACCOUNTS).document(account).get().to_dict() or {}
+        backup = data.get("backup")
+        return backup if isinstance(backup, dict) else None
+
+    yield Rig(FirestoreBackupStore(client), set_epoch, summary)
+
+
+def manifest(
+    account: str, generation: int, epoch: int = 1, chunk_count: int = 2, good: bool = True
+) -> Manifest:
+    return Manifest(
+        account_id=account,
+        generation=generation,
+        created_at=datetime(2026, 1, 1, 12, 0, generation, tzinfo=UTC),
+        connector_id="conn-a",
+        lease_epoch=epoch,
+        format=1,
+        key_id="kek-0123456789abcdef",
+        wrapped_key=os.urandom(60),
+        size=1000 + generation,
+        sha256=f"{generation:064x}",
+        chunk_count=chunk_count,
+        taken_while_connected=good,
+        good=good,
+        jid="15550001111:7@s.whatsapp.net",
+    )
+
+
+def write(rig: Rig, m: Manifest, chunks: list[bytes] | None = None) -> list[bytes]:
+    data = chunks or [os.urandom(100) for _ in range(m.chunk_count)]
+    rig.store.write_chunks(m.account_id, m.generation, data)
+    rig.store.commit(m)
+    return data
+
+
+def test_generations_are_reserved_once_and_grow_per_account(rig: Rig) -> None:
+    assert [rig.store.reserve_generation("acct-a", 0) for _ in range(3)] == [1, 2, 3]
+    assert rig.store.reserve_generation("acct-b", 0) == 1
+    assert rig.store.reserve_generation("acct-a", 0) == 4
+
+
+def test_reserving_is_fenced_by_the_lease_epoch(rig: Rig) -> None:
+    rig.set_lease_epoch("acct-a", 5)
+    with pytest.raises(StaleEpochError, match="epoch 4 is older than the current 5"):
+        rig.store.reserve_generation("acct-a", 4)
+    assert rig.store.reserve_generation("acct-a", 5) == 1
+    assert rig.store.reserve_generation("acct-a", 6) == 2
+
+
+def test_commit_then_list_newest_first_and_read_chunks(rig: Rig) -> None:
+    first = manifest("acct-a", 1)
+    second = manifest("acct-a", 2, chunk_count=3)
+    write(rig, first)
+    chunks = write(rig, second)
+    write(rig, manifest("acct-b", 1))
+    listed = rig.store.manifests("acct-a")
+    assert listed == [second, first]
+    assert rig.store.read_chunks("acct-a", 2, 3) == chunks
+    assert rig.store.read_chunks("acct-a", 2, 4) == [*chunks, None]
+    assert rig.store.manifests("acct-none") == []
+
+
+def test_a_stale_commit_leaves_no_generation(rig: Rig) -> None:
+    rig.set_lease_epoch("acct-a", 3)
+    stale = manifest("acct-a", 1, epoch=2)
+    rig.store.write_chunks("acct-a", 1, [b"one", b"two"])
+    with pytest.raises(StaleEpochError):
+        rig.store.commit(stale)
+    assert rig.store.manifests("acct-a") == []
+    assert rig.summary("acct-a") is None
+    assert rig.store.orphan_generations("acct-a") == [1]
+
+
+def test_a_missing_lease_counts_as_epoch_zero(rig: Rig) -> None:
+    write(rig, manifest("acct-a", 1, epoch=0))
+    assert [m.generation for m in rig.store.manifests("acct-a")] == [1]
+
+
+def test_a_generation_is_committed_once(rig: Rig) -> None:
+    write(rig, manifest("acct-a", 1))
+    with pytest.raises(Exception, match="already has a manifest"):
+        rig.store.commit(manifest("acct-a", 1))
+
+
+def test_the_account_summary_follows_the_newest_generation(rig: Rig) -> None:
+    write(rig, manifest("acct-a", 2, good=False))
+    write(rig, manifest("acct-a", 1))  # older: the summary stays on 2
+    summary = rig.summary("acct-a")
+    assert summary is not None
+    assert (summary["generation"], summary["good"], summary["size"]) == (2, False, 1002)
+    assert summary["sha256"] == f"{2:064x}"
+    assert rig.store.mark_good("acct-a", 2)
+    assert (rig.summary("acct-a") or {})["good"] is True
+    assert not rig.store.mark_good("acct-a", 9)
+
+
+def test_mark_good(rig: Rig) -> None:
+    write(rig, manifest("acct-a", 1, good=False))
+    assert rig.store.mark_good("acct-a", 1)
+    assert rig.store.manifests("acct-a")[0].good
+
+
+def test_orphans_are_listed_and_deleted(rig: Rig) -> None:
+    write(rig, manifest("acct-a", 1))
+    rig.store.write_chunks("acct-a", 2, [b"orphan"])
+    assert rig.store.orphan_generations("acct-a") == [2]
+    rig.store.delete_generation("acct-a", 2)
+    assert rig.store.orphan_generations("acct-a") == []
+    assert rig.store.read_chunks("acct-a", 2, 1) == [None]
+    assert [m.generation for m in rig.store.manifests("acct-a")] == [1]
+
+
+def test_deleting_the_newest_moves_the_summary_back(rig: Rig) -> None:
+    write(rig, manifest("acct-a", 1))
+    write(rig, manifest("acct-a", 2))
+    rig.store.delete_generation("acct-a", 2)
+    assert (rig.summary("acct-a") or {})["generation"] == 1
+    rig.store.delete_generation("acct-a", 1)
+    assert rig.summary("acct-a") is None
+
+
+def test_wipe_deletes_everything_and_is_fenced(rig: Rig) -> None:
+    assert [rig.store.reserve_generation("acct-a", 0) for _ in range(3)] == [1, 2, 3]
+    write(rig, manifest("acct-a", 1))
+    write(rig, manifest("acct-a", 2))
+    rig.store.write_chunks("acct-a", 3, [b"orphan"])
+    write(rig, manifest("acct-b", 1))
+    rig.set_lease_epoch("acct-a", 2)
+    with pytest.raises(StaleEpochError):
+        rig.store.wipe("acct-a", 1)
+    assert len(rig.store.manifests("acct-a")) == 2
+    assert rig.store.wipe("acct-a", 2) == 3
+    assert rig.store.manifests("acct-a") == []
+    assert rig.store.orphan_generations("acct-a") == []
+    assert rig.summary("acct-a") is None
+    assert len(rig.store.manifests("acct-b")) == 1
+    assert rig.store.reserve_generation("acct-a", 2) == 4, "numbers are never reused after a wipe"
+
+
+def test_full_size_chunks_round_trip(rig: Rig) -> None:
+    """12 chunks of 900 KiB: more than one Firestore request's worth (10 MiB)."""
+    chunks = [os.urandom(MAX_CHUNK_BYTES) for _ in range(12)]
+    m = manifest("acct-a", 1, chunk_count=12)
+    write(rig, m, chunks)
+    assert rig.store.read_chunks("acct-a", 1, 12) == chunks
+
+
+def test_firestore_manifest_fields_follow_the_contract(clean_firestore: firestore.Client) -> None:
+    store = FirestoreBackupStore(clean_firestore)
+    m = manifest("acct-a", 1)
+    write(Rig(store, lambda a, e: None, lambda a: None), m)
+    doc = clean_firestore.document(f"{Collections.ACCOUNTS}/acct-a/{SubCollections.BACKUPS}/1").get()
+    assert set((doc.to_dict() or {}).keys()) == {
+        "generation", "created_at", "connector_id", "lease_epoch", "format", "key_id", "wrapped_key",
+        "size", "sha256", "chunk_count", "taken_while_connected", "good", "jid",
+    }  # fmt: skip
+    chunk = clean_firestore.document(
+        f"{Collections.ACCOUNTS}/acct-a/{SubCollections.BACKUPS}/1/{SubCollections.CHUNKS}/0"
+    ).get()
+    assert isinstance((chunk.to_dict() or {})["data"], bytes)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [{"generation": "1"}, {"chunk_count": 0}, {"wrapped_key": "text"}, {"good": None}, {"generation": 2}],
+    ids=["generation as text", "no chunks", "key as text", "good missing", "id mismatch"],
+)
+def test_firestore_skips_a_malformed_manifest(
+    clean_firestore: firestore.Client, damage: dict[str, Any]
+) -> None:
+    store = FirestoreBackupStore(clean_firestore)
+    rig = Rig(store, lambda a, e: None, lambda a: None)
+    write(rig, manifest("acct-a", 1))
+    bad = {**manifest_fields(replace(manifest("acct-a", 1), generation=1)), **damage}
+    clean_firestore.document(f"{Collections.ACCOUNTS}/acct-a/{SubCollections.BACKUPS}/1").set(bad)
+    write(rig, manifest("acct-a", 3))
+    assert [m.generation for m in store.manifests("acct-a")] == [3]

@@ -1,0 +1,353 @@
+"""SessionVault on the in-memory store: backup, restore order, fallback, refusals, wipe, volume."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import sys
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from connector.adapters.disk_sessions import DiskState, SessionDiskError
+from connector.adapters.memory_backups import MemoryBackupStore
+from connector.backup_crypto import Keyring
+from connector.errors import KeeperError
+from connector.sessions.whatsmeow import delete_device
+from connector.vault import BackupStatus, EnsureAction, SessionVault, WipeNotConfirmedError
+from tests.vault_support import (
+    CONNECTOR,
+    JID,
+    OTHER_JID,
+    change_one_row,
+    event_types,
+    make_session,
+    make_vault,
+    new_key,
+    template,
+)
+from wa_wire import EventType
+
+A = "acct-ops"
+
+
+@pytest.fixture
+def tmpl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return template(tmp_path_factory)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "sessions"
+
+
+@pytest.fixture
+def store() -> MemoryBackupStore:
+    return MemoryBackupStore()
+
+
+@pytest.fixture
+def session(root: Path, tmpl: Path) -> Path:
+    path = root / A / "session.db"
+    make_session(tmpl, path, rows=20)
+    return path
+
+
+def test_backup_writes_a_generation_with_an_event(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    vault, events = make_vault(root, store)
+    outcome = vault.backup(A, JID, epoch=3, taken_while_connected=True)
+    assert (outcome.status, outcome.generation) == (BackupStatus.WRITTEN, 1)
+    (manifest,) = vault.generations(A)
+    assert (manifest.jid, manifest.good, manifest.lease_epoch, manifest.connector_id) == (
+        JID,
+        True,
+        3,
+        CONNECTOR,
+    )
+    assert manifest.size == len(vault.disk.snapshot(A, JID).data)
+    (event,) = events.events
+    assert (event.type, event.lease_epoch, event.session_generation) == (EventType.BACKUP_WRITTEN, 3, 1)
+    assert store.summaries[A]["generation"] == 1
+
+
+def test_unchanged_content_is_not_uploaded_and_a_connected_snapshot_marks_it_good(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    vault, events = make_vault(root, store)
+    assert vault.backup(A, JID, 1, taken_while_connected=False).generation == 1
+    again = vault.backup(A, JID, 1, taken_while_connected=True)
+    assert (again.status, again.generation) == (BackupStatus.UNCHANGED, 1)
+    assert [m.good for m in vault.generations(A)] == [True]
+    fresh_vault, _ = make_vault(root, store)  # no cache: the store says unchanged too
+    assert fresh_vault.backup(A, JID, 1, True).status is BackupStatus.UNCHANGED
+    change_one_row(session)
+    assert vault.backup(A, JID, 1, True).generation == 2
+    assert event_types(events) == [EventType.BACKUP_WRITTEN, EventType.BACKUP_WRITTEN]
+
+
+def test_after_a_device_deletion_snapshot_refuses_and_the_good_generation_stays(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    vault, _ = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    delete_device(session)  # what whatsmeow does on a 401
+    refused = vault.backup(A, JID, 1, True)
+    assert refused.status is BackupStatus.REFUSED and "no_device" in refused.reason
+    assert [(m.generation, m.good) for m in vault.generations(A)] == [(1, True)]
+
+
+@pytest.mark.parametrize(
+    ("jid", "reason"), [(OTHER_JID, "wrong_jid"), (None, "")], ids=["other jid", "jid not known yet"]
+)
+def test_the_known_jid_is_required(
+    root: Path, store: MemoryBackupStore, session: Path, jid: str | None, reason: str
+) -> None:
+    vault, _ = make_vault(root, store)
+    outcome = vault.backup(A, jid, 1, True)
+    if reason:
+        assert outcome.status is BackupStatus.REFUSED and reason in outcome.reason
+        assert vault.generations(A) == []
+    else:
+        assert outcome.status is BackupStatus.WRITTEN and vault.generations(A)[0].jid == JID
+
+
+def test_no_session_on_disk_is_refused(root: Path, store: MemoryBackupStore) -> None:
+    vault, _ = make_vault(root, store)
+    outcome = vault.backup(A, JID, 1, True)
+    assert outcome.status is BackupStatus.REFUSED and "missing" in outcome.reason
+
+
+def test_a_stale_epoch_leaves_no_generation(root: Path, store: MemoryBackupStore, session: Path) -> None:
+    vault, events = make_vault(root, store)
+    store.set_lease_epoch(A, 5)
+    outcome = vault.backup(A, JID, 4, True)
+    assert outcome.status is BackupStatus.REFUSED and "stale lease epoch" in outcome.reason
+    assert vault.generations(A) == [] and events.events == []
+
+
+class TakenOverMidway(MemoryBackupStore):
+    """The lease moves to another connector after the chunks are written."""
+
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
+        super().write_chunks(account, generation, chunks)
+        self.set_lease_epoch(account, 9)
+
+
+def test_losing_the_lease_during_a_backup_leaves_no_generation_and_no_chunks(
+    root: Path, session: Path
+) -> None:
+    store = TakenOverMidway()
+    vault, _ = make_vault(root, store)
+    outcome = vault.backup(A, JID, 1, True)
+    assert outcome.status is BackupStatus.REFUSED
+    assert store.manifests(A) == [] and store.orphan_generations(A) == []
+
+
+def test_orphan_chunks_are_ignored_then_cleaned(root: Path, store: MemoryBackupStore, session: Path) -> None:
+    vault, _ = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    orphan = store.reserve_generation(A, 1)
+    store.write_chunks(A, orphan, [b"a writer died here"])
+    shutil.rmtree(root / A)
+    assert vault.ensure_session(A, JID, 1).generation == 1
+    change_one_row(session)
+    assert vault.backup(A, JID, 1, True).generation == orphan + 1
+    assert store.orphan_generations(A) == []
+
+
+def test_ensure_session_uses_a_healthy_disk(root: Path, store: MemoryBackupStore, session: Path) -> None:
+    vault, events = make_vault(root, store)
+    outcome = vault.ensure_session(A, JID, 1)
+    assert outcome.action is EnsureAction.USED_DISK and outcome.disk.jid == JID
+    assert events.events == []
+
+
+def test_a_missing_disk_session_is_restored_from_the_newest_good(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    vault, events = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    change_one_row(session)
+    vault.backup(A, JID, 1, taken_while_connected=False)  # newest, not good
+    change_one_row(session)
+    good = vault.backup(A, JID, 1, True).generation
+    want = vault.disk.snapshot(A, JID).sha256
+    change_one_row(session)
+    vault.backup(A, JID, 1, False)
+    shutil.rmtree(root / A)
+    outcome = vault.ensure_session(A, JID, 2)
+    assert (outcome.action, outcome.generation, outcome.disk.state) == (
+        EnsureAction.RESTORED,
+        good,
+        DiskState.MISSING,
+    )
+    assert vault.disk.snapshot(A, JID).sha256 == want
+    last = events.events[-1]
+    assert (last.type, last.session_generation, last.lease_epoch) == (EventType.RESTORED, good, 2)
+
+
+def tamper(store: MemoryBackupStore, generation: int) -> None:
+    chunk = bytearray(store.read_chunks(A, generation, 1)[0] or b"")
+    chunk[100] ^= 0x01
+    store.put_chunk(A, generation, 0, bytes(chunk))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        tamper,
+        lambda s, g: s.drop_chunk(A, g, 0),
+        lambda s, g: s.put_chunk(A, g, 0, s.read_chunks("acct-other", 1, 1)[0] or b""),
+        lambda s, g: s.put_chunk(A, g, 0, s.read_chunks(A, g - 1, 1)[0] or b""),
+    ],
+    ids=["flipped byte", "missing chunk", "chunk of another account", "chunk of another generation"],
+)
+def test_a_damaged_generation_falls_back_to_the_previous(
+    root: Path, store: MemoryBackupStore, session: Path, tmpl: Path, damage: object
+) -> None:
+    vault, events = make_vault(root, store)
+    make_session(tmpl, root / "acct-other" / "session.db", jid=OTHER_JID)
+    vault.backup("acct-other", OTHER_JID, 1, True)
+    vault.backup(A, JID, 1, True)
+    first = vault.disk.snapshot(A, JID).sha256
+    change_one_row(session)
+    vault.backup(A, JID, 1, True)
+    damage(store, 2)  # type: ignore[operator]
+    shutil.rmtree(root / A)
+    outcome = vault.ensure_session(A, JID, 1)
+    assert (outcome.action, outcome.generation) == (EnsureAction.RESTORED, 1)
+    assert vault.disk.snapshot(A, JID).sha256 == first
+    failed = [e for e in events.events if e.type is EventType.RESTORE_FAILED]
+    assert [e.session_generation for e in failed] == [2]
+
+
+def test_a_wrong_key_fails_with_the_key_id_and_nothing_is_lost(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    writer_keys = Keyring(new_key(1))
+    vault, _ = make_vault(root, store, keys=writer_keys)
+    vault.backup(A, JID, 1, True)
+    shutil.rmtree(root / A)
+    stranger, events = make_vault(root, store, keys=Keyring(new_key(2)))
+    outcome = stranger.ensure_session(A, JID, 1)
+    assert outcome.action is EnsureAction.RESTORE_FAILED
+    assert writer_keys.current.key_id in events.events[0].detail
+    rotated, _ = make_vault(root, store, keys=Keyring(new_key(2), [new_key(1)]))
+    assert rotated.ensure_session(A, JID, 1).action is EnsureAction.RESTORED
+
+
+def test_a_corrupt_disk_file_is_kept_aside_and_restored(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    vault, _ = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    session.write_bytes(b"\x00" * 8192)
+    outcome = vault.ensure_session(A, JID, 1)
+    assert (outcome.action, outcome.disk.state) == (EnsureAction.RESTORED, DiskState.CORRUPT)
+    assert [p.name.split("-")[0] for p in session.parent.glob("session.db.corrupt-*")] == [
+        "session.db.corrupt"
+    ]
+    assert vault.check_disk(A).state is DiskState.OK
+
+
+def test_no_generation_means_session_missing(root: Path, store: MemoryBackupStore, session: Path) -> None:
+    vault, events = make_vault(root, store)
+    session.write_bytes(b"garbage" * 100)
+    outcome = vault.ensure_session(A, JID, 4)
+    assert outcome.action is EnsureAction.SESSION_MISSING
+    assert event_types(events) == [EventType.SESSION_MISSING] and events.events[0].lease_epoch == 4
+    assert not session.exists() and len(list(session.parent.glob("session.db.corrupt-*"))) == 1
+
+
+def test_a_logged_out_or_foreign_disk_session_is_restored(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    vault, _ = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    delete_device(session)
+    assert vault.ensure_session(A, JID, 1).action is EnsureAction.RESTORED
+    assert (
+        vault.ensure_session(A, OTHER_JID, 1).action is EnsureAction.RESTORE_FAILED
+    )  # backups hold JID only
+    assert vault.check_disk(A).jid == JID
+
+
+def test_restore_a_given_generation(root: Path, store: MemoryBackupStore, session: Path) -> None:
+    vault, events = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    first = vault.disk.snapshot(A, JID).sha256
+    change_one_row(session)
+    vault.backup(A, JID, 1, True)
+    outcome = vault.restore(A, 1, generation=1)
+    assert outcome.ok and outcome.generation == 1
+    assert vault.disk.snapshot(A, JID).sha256 == first
+    assert len(list(session.parent.glob("session.db.previous-*"))) == 1
+    missing = vault.restore(A, 1, generation=9)
+    assert not missing.ok and events.events[-1].type is EventType.RESTORE_FAILED
+
+
+def test_enospc_during_restore_keeps_the_previous_disk_session(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    def full_disk(path: Path) -> BinaryIO:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    vault, _ = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    change_one_row(session)
+    before = session.read_bytes()
+    failing, events = make_vault(root, store, opener=full_disk)
+    with pytest.raises(SessionDiskError, match="No space left on device"):
+        failing.restore(A, 1, generation=1)
+    assert session.read_bytes() == before
+    assert event_types(events) == [EventType.RESTORE_FAILED]
+
+
+def test_mark_good(root: Path, store: MemoryBackupStore, session: Path) -> None:
+    vault, _ = make_vault(root, store)
+    vault.backup(A, JID, 1, False)
+    assert vault.mark_good(A, 1) and not vault.mark_good(A, 5)
+    assert vault.generations(A)[0].good
+
+
+def test_wipe_needs_the_account_id_as_confirmation(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    vault, events = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    with pytest.raises(WipeNotConfirmedError):
+        vault.wipe(A, confirm="yes", epoch=1)
+    assert session.exists() and vault.generations(A)
+    assert vault.wipe(A, confirm=A, epoch=1) == 1
+    assert not (root / A).exists() and vault.generations(A) == []
+    assert events.events[-1].type is EventType.WIPED
+
+
+def test_a_wiped_volume_gives_disk_lost_then_restores(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    vault, events = make_vault(root, store)
+    vault.open_volume()
+    vault.backup(A, JID, 1, True)
+    assert not vault.volume_lost()
+    shutil.rmtree(root)
+    assert vault.volume_lost()
+    outcomes = vault.recover_lost_volume({A: (JID, 2), "acct-new": (None, 2)})
+    assert outcomes[A].action is EnsureAction.RESTORED
+    assert outcomes["acct-new"].action is EnsureAction.SESSION_MISSING
+    assert event_types(events)[1:3] == [EventType.DISK_LOST, EventType.DISK_LOST]
+    assert not vault.volume_lost()
+
+
+def test_the_vault_refuses_to_run_where_neonize_is_loaded(
+    root: Path, store: MemoryBackupStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "neonize", types.ModuleType("neonize"))
+    with pytest.raises(KeeperError, match="neonize"):
+        make_vault(root, store)
+    assert isinstance(SessionVault, type)
