@@ -20,6 +20,7 @@ from typing import Any
 import google.cloud.pubsub_v1 as pubsub_v1  # noqa: PLR0402 - the from-form hides the module from mypy
 import grpc  # type: ignore[import-untyped]
 from google.api_core.exceptions import AlreadyExists, GoogleAPIError, NotFound
+from google.auth.exceptions import GoogleAuthError
 from google.pubsub_v1.services.publisher.transports.grpc import PublisherGrpcTransport
 
 from connector.ports import EventMessage, PublisherError, PublishOutcome
@@ -85,7 +86,12 @@ class PubSubPublisher:
     ) -> PubSubPublisher:
         """Build the client (no network yet); `emulator_host` defaults to PUBSUB_EMULATOR_HOST."""
         host = emulator_host or os.environ.get("PUBSUB_EMULATOR_HOST") or None
-        client = _client(host)
+        try:
+            client = _client(host)
+        except GoogleAuthError as exc:
+            raise PublisherError(
+                f"Pub/Sub: no usable Google credentials (GOOGLE_APPLICATION_CREDENTIALS): {one_line(exc)}"
+            ) from exc
         return cls(client, client.topic_path(project, topic), publish_timeout_s)
 
     async def ensure_topic(self) -> None:
