@@ -281,7 +281,11 @@ class Outbox:
             waiter.cancel()
 
     async def flush(self, timeout_s: float) -> bool:
-        """Drain until empty (True) or until `timeout_s` seconds on the clock have passed (False)."""
+        """Drain until empty (True) or until `timeout_s` seconds on the clock have passed (False).
+
+        Works with or without `run_forever` running; a batch already in flight
+        finishes first, which can overrun the timeout by the publisher's deadline.
+        """
         deadline = self._clock.monotonic() + timeout_s
         while self._store.depth > 0:
             now = self._clock.monotonic()
@@ -300,5 +304,5 @@ class Outbox:
             self._wake.set()
 
     def close(self) -> None:
-        """Close the database; later `emit` calls raise OutboxClosedError."""
+        """Close the database (after `stop()`); later `emit` calls raise OutboxClosedError."""
         self._store.close()
