@@ -103,3 +103,17 @@ def make_vault(
 
 def event_types(events: MemoryEventSink) -> list[EventType]:
     return [e.type for e in events.events]
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a helper or CLI subprocess: this repo first on the path."""
+    env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{REPO / 'functions'}", **extra)
+    env.pop("WA_KEEPER_BACKUP_KEY_FILE", None)
+    return env
+
+
+def key_base64(key: BackupKey) -> str:
+    return base64.b64encode(key.material).decode()

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from connector.commands import pair, status
+from connector.commands import backups, doctor, pair, status
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-COMMANDS: list[Registrar] = [pair.register, status.register]
+COMMANDS: list[Registrar] = [pair.register, status.register, backups.register, doctor.register]

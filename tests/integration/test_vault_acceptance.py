@@ -1,0 +1,185 @@
+"""Vault acceptance on the Firestore emulator: tampering, wrong key, no empty backups,
+fencing, ENOSPC while restoring."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from google.cloud import firestore
+
+from connector.adapters.disk_sessions import SessionDiskError
+from connector.adapters.firestore_backups import FirestoreBackupStore
+from connector.backup_crypto import Keyring
+from connector.sessions.whatsmeow import delete_device
+from connector.vault import BackupStatus, EnsureAction
+from tests.vault_support import (
+    JID,
+    OTHER_JID,
+    change_one_row,
+    event_types,
+    make_session,
+    make_vault,
+    new_key,
+    template,
+)
+from wa_wire import EventType
+from wa_wire.names import Collections, SubCollections
+
+A, B = "acct-accept", "acct-other"
+
+
+@pytest.fixture
+def tmpl(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return template(tmp_path_factory)
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "sessions"
+
+
+@pytest.fixture
+def session(root: Path, tmpl: Path) -> Path:
+    path = root / A / "session.db"
+    make_session(tmpl, path, rows=100)
+    return path
+
+
+def chunk_doc(
+    db: firestore.Client, account: str, generation: int, index: int = 0
+) -> firestore.DocumentReference:
+    path = f"{Collections.ACCOUNTS}/{account}/{SubCollections.BACKUPS}/{generation}/{SubCollections.CHUNKS}/{index}"
+    return db.document(path)
+
+
+def flip_a_byte(db: firestore.Client, generation: int) -> None:
+    ref = chunk_doc(db, A, generation)
+    data = bytearray((ref.get().to_dict() or {})["data"])
+    data[len(data) // 2] ^= 0x01
+    ref.set({"data": bytes(data)})
+
+
+def copy_from_other_account(db: firestore.Client, generation: int) -> None:
+    chunk_doc(db, A, generation).set(chunk_doc(db, B, 1).get().to_dict() or {})
+
+
+def copy_from_other_generation(db: firestore.Client, generation: int) -> None:
+    chunk_doc(db, A, generation).set(chunk_doc(db, A, generation - 1).get().to_dict() or {})
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [flip_a_byte, copy_from_other_account, copy_from_other_generation],
+    ids=["one flipped byte", "chunk of another account", "chunk of another generation"],
+)
+def test_a_damaged_chunk_is_detected_and_the_previous_generation_restores(
+    clean_firestore: firestore.Client, root: Path, session: Path, tmpl: Path, damage: object
+) -> None:
+    vault, events = make_vault(root, FirestoreBackupStore(clean_firestore))
+    make_session(tmpl, root / B / "session.db", jid=OTHER_JID)
+    vault.backup(B, OTHER_JID, 1, True)
+    vault.backup(A, JID, 1, True)
+    first = vault.disk.snapshot(A, JID).sha256
+    change_one_row(session)
+    assert vault.backup(A, JID, 1, True).generation == 2
+    damage(clean_firestore, 2)  # type: ignore[operator]
+    shutil.rmtree(root / A)
+    outcome = vault.ensure_session(A, JID, 1)
+    assert (outcome.action, outcome.generation) == (EnsureAction.RESTORED, 1)
+    assert vault.disk.snapshot(A, JID).sha256 == first
+    failed = [e for e in events.events if e.type is EventType.RESTORE_FAILED]
+    assert [e.session_generation for e in failed] == [2]
+    assert "chunk 0 fails authentication" in failed[0].detail
+
+
+def test_a_wrong_key_fails_naming_the_key_id(
+    clean_firestore: firestore.Client, root: Path, session: Path
+) -> None:
+    right = Keyring(new_key(1))
+    writer, _ = make_vault(root, FirestoreBackupStore(clean_firestore), keys=right)
+    writer.backup(A, JID, 1, True)
+    shutil.rmtree(root / A)
+    reader, events = make_vault(root, FirestoreBackupStore(clean_firestore), keys=Keyring(new_key(2)))
+    outcome = reader.ensure_session(A, JID, 1)
+    assert outcome.action is EnsureAction.RESTORE_FAILED
+    (event,) = events.events
+    assert event.type is EventType.RESTORE_FAILED and right.current.key_id in event.detail
+    assert "\n" not in event.detail
+    assert writer.generations(A), "nothing was deleted"
+
+
+def test_after_a_device_deletion_no_empty_backup_is_written(
+    clean_firestore: firestore.Client, root: Path, session: Path
+) -> None:
+    vault, _ = make_vault(root, FirestoreBackupStore(clean_firestore))
+    assert vault.backup(A, JID, 1, True).generation == 1
+    delete_device(session)  # what whatsmeow does itself on a 401
+    refused = vault.backup(A, JID, 1, True)
+    assert refused.status is BackupStatus.REFUSED and "no device row" in refused.reason
+    manifests = vault.generations(A)
+    assert [(m.generation, m.good) for m in manifests] == [(1, True)]
+    summary = (clean_firestore.document(f"{Collections.ACCOUNTS}/{A}").get().to_dict() or {})["backup"]
+    assert (summary["generation"], summary["good"]) == (1, True)
+
+
+def set_lease_epoch(db: firestore.Client, account: str, epoch: int) -> None:
+    db.document(f"{Collections.LEASES}/{account}").set({"epoch": epoch, "holder": "someone-else"})
+
+
+def test_a_stale_epoch_leaves_no_generation(
+    clean_firestore: firestore.Client, root: Path, session: Path
+) -> None:
+    store = FirestoreBackupStore(clean_firestore)
+    vault, events = make_vault(root, store)
+    set_lease_epoch(clean_firestore, A, 5)
+    outcome = vault.backup(A, JID, 4, True)
+    assert outcome.status is BackupStatus.REFUSED and "stale lease epoch" in outcome.reason
+    assert vault.generations(A) == [] and store.orphan_generations(A) == []
+    assert events.events == []
+
+
+class TakenOverAfterChunks(FirestoreBackupStore):
+    """Another connector takes the lease after this one wrote its chunks."""
+
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
+        super().write_chunks(account, generation, chunks)
+        set_lease_epoch(self._db, account, 2)
+
+
+def test_losing_the_lease_before_the_manifest_leaves_no_generation(
+    clean_firestore: firestore.Client, root: Path, session: Path
+) -> None:
+    store = TakenOverAfterChunks(clean_firestore)
+    vault, _ = make_vault(root, store)
+    outcome = vault.backup(A, JID, 1, True)
+    assert outcome.status is BackupStatus.REFUSED
+    assert store.manifests(A) == [] and store.orphan_generations(A) == []
+    account = clean_firestore.document(f"{Collections.ACCOUNTS}/{A}").get().to_dict() or {}
+    assert "backup" not in account
+
+
+def test_enospc_while_restoring_keeps_the_previous_disk_session(
+    clean_firestore: firestore.Client, root: Path, session: Path
+) -> None:
+    def full_disk(path: Path) -> BinaryIO:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    store = FirestoreBackupStore(clean_firestore)
+    vault, _ = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    change_one_row(session)
+    before = session.read_bytes()
+    failing, events = make_vault(root, store, opener=full_disk)
+    with pytest.raises(SessionDiskError) as caught:
+        failing.restore(A, 1, generation=1)
+    message = str(caught.value)
+    assert "No space left on device" in message and A in message and "\n" not in message
+    assert session.read_bytes() == before
+    assert vault.check_disk(A).jid == JID
+    assert event_types(events) == [EventType.RESTORE_FAILED]
+    assert [p.name for p in session.parent.iterdir() if "restoring" in p.name] == []
