@@ -10,8 +10,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from connector.commands import backups, doctor, pair, status
+from connector.commands import backups, doctor, pair, sim_server, status, worker
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-COMMANDS: list[Registrar] = [pair.register, status.register, backups.register, doctor.register]
+COMMANDS: list[Registrar] = [
+    pair.register,
+    status.register,
+    worker.register,
+    sim_server.register,
+    backups.register,
+    doctor.register,
+]
