@@ -109,7 +109,7 @@ def free_from(local: Local, me: str) -> float | None:
     if view.server_now is None:
         return by_observation
     age = (view.server_now - record.renewed_at).total_seconds()
-    return min(by_observation, local.read_mono + record.ttl_s - max(age, 0.0))
+    return min(by_observation, local.read_mono + record.ttl_s - age)
 
 
 def decide(local: Local, me: str, claim_delay: float | None, config: LeaseConfig, now: float) -> Decision:

@@ -111,7 +111,7 @@ class LeaseElector:
     # ---- the loop
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Decide and act until `stop` is set; in-flight calls are awaited before returning."""
+        """Decide and act until `stop` is set; calls still in flight are then cancelled."""
         try:
             while not stop.is_set():
                 self._wake.clear()
@@ -125,7 +125,7 @@ class LeaseElector:
                 for waiter in waits:
                     waiter.cancel()
         finally:
-            await self.drain()
+            await self.close()
 
     def step(self) -> float:
         """One pass over every tracked account; returns when the next thing is due."""
@@ -157,6 +157,13 @@ class LeaseElector:
         """Wait for every store call in flight (tests, and shutdown)."""
         while self._in_flight:
             await asyncio.gather(*set(self._in_flight.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Cancel the store calls in flight (a hung call must not hold up a shutdown)."""
+        tasks = set(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- acting
 
@@ -191,7 +198,8 @@ class LeaseElector:
                 else:
                     view = await self.store.renew(account, self.holder, local.held_epoch, self.config.ttl_ms)
             except Exception as exc:
-                log.warning("lease %s of %s failed: %s", action.value, account, exc)
+                level = logging.WARNING if local.failed_mono is None else logging.DEBUG  # once per outage
+                log.log(level, "lease %s of %s failed: %s", action.value, account, exc)
                 self._local[account] = replace(self._local.get(account, Local()), failed_mono=sent)
                 return
         self._observe(account, view, action, sent)

@@ -1,0 +1,267 @@
+"""The elector loop over the in-memory store, with a fake clock (the store's clock is the same fake)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from connector.adapters.memory_leases import MemoryLeaseStore
+from connector.clock import FakeClock
+from connector.lease import LeaseConfig
+from connector.lease_loop import LeaseElector
+from connector.lease_record import LeaseError
+from tests.unit.lease_helpers import FlakyStore, Recorder
+
+CONFIG = LeaseConfig()
+
+
+class Host:
+    """One connector: its path to the shared store, its elector, what its listener heard."""
+
+    def __init__(self, name: str, store: MemoryLeaseStore, clock: FakeClock) -> None:
+        self.path = FlakyStore(store)
+        self.heard = Recorder()
+        self.elector = LeaseElector(
+            store=self.path, holder=name, config=CONFIG, clock=clock, listener=self.heard
+        )
+
+    async def step(self) -> float:
+        next_at = self.elector.step()
+        await self.elector.drain()
+        return next_at
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(clock: FakeClock) -> MemoryLeaseStore:
+    return MemoryLeaseStore(server_clock=clock)
+
+
+async def run(clock: FakeClock, hosts: list[Host], seconds: float, dt: float = 0.25) -> None:
+    """Step every host every `dt` seconds of fake time."""
+    for _ in range(round(seconds / dt)):
+        clock.advance(dt)
+        for host in hosts:
+            await host.step()
+
+
+async def test_takes_a_missing_lease_and_renews_it_every_ttl_third(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await a.step()  # read
+    await a.step()  # acquire
+    assert a.heard.events == [("acquired", "acct", 1)]
+    assert a.elector.held() == {"acct": 1}
+    first = (await store.get("acct")).record
+    await run(clock, [a], 20.0)
+    renewals = [c for c in a.path.calls if c[0] == "renew"]
+    assert len(renewals) == 4  # at 5, 10, 15, 20 s
+    now = (await store.get("acct")).record
+    assert first is not None and now is not None
+    assert (now.epoch, now.acquired_at) == (1, first.acquired_at)
+    assert (now.renewed_at - first.renewed_at).total_seconds() == pytest.approx(20.0, abs=0.5)
+    assert a.heard.events == [("acquired", "acct", 1)]
+
+
+async def test_a_standby_takes_over_one_ttl_after_the_holder_went_silent(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a, b = Host("conn-a", store, clock), Host("conn-b", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    b.elector.set_claims({"acct": 0.0})
+    await run(clock, [a, b], 5.0)
+    assert b.heard.events == []  # a renews: b waits
+    before = (await store.get("acct")).record
+    a.path.down = True  # a is cut off from the store after its renewal at 5 s
+    await run(clock, [a, b], 20.0)
+    assert a.heard.events == [("acquired", "acct", 1), ("deadline_missed", "acct", 1)]
+    assert b.heard.events == [("acquired", "acct", 2)]
+    after = (await store.get("acct")).record
+    assert before is not None and after is not None
+    silent_for = (after.acquired_at - before.renewed_at).total_seconds()
+    assert CONFIG.ttl_s <= silent_for <= CONFIG.ttl_s + 0.5  # not before a TTL, and promptly after
+    a.path.down = False  # a is back: b's lease is fresh, a waits and does not take it
+    await run(clock, [a, b], 10.0)
+    assert a.elector.held() == {} and b.elector.held() == {"acct": 2}
+
+
+async def test_missing_the_renew_deadline_stops_the_account_and_reacquires_at_a_new_epoch(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    acquired_at = clock.monotonic()
+    a.path.down = True
+    await run(clock, [a], 12.0)
+    missed = [e for e in a.heard.events if e[0] == "deadline_missed"]
+    assert missed == [("deadline_missed", "acct", 1)]
+    assert a.elector.held() == {}
+    # retries were paced by the retry period, not hammered
+    failed = [c for c in a.path.calls if c[0] == "renew"]
+    assert 3 <= len(failed) <= math.ceil(12.0 / CONFIG.retry_period_s)
+    assert clock.monotonic() - acquired_at >= CONFIG.renew_deadline_s
+    a.path.down = False
+    await run(clock, [a], 3.0)
+    assert a.heard.events[-1] == ("acquired", "acct", 2)  # its own lease again, fenced by a new epoch
+
+
+async def test_a_hung_renewal_does_not_delay_the_deadline(clock: FakeClock, store: MemoryLeaseStore) -> None:
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    a.path.gate = asyncio.Event()  # the next call hangs
+    for _ in range(48):  # 12 s of fake time, without waiting for the hung call
+        clock.advance(0.25)
+        a.elector.step()
+        await asyncio.sleep(0)
+    assert a.heard.events[-1] == ("deadline_missed", "acct", 1)
+    assert a.elector.held() == {}
+    a.path.gate.set()  # the renewal lands late: it must not bring the old epoch back
+    await a.elector.drain()
+    assert a.elector.held() == {}
+    a.path.gate = None
+    await run(clock, [a], 3.0)
+    assert a.elector.held() == {"acct": 2}
+
+
+async def test_a_takeover_seen_at_renewal_is_reported_lost(clock: FakeClock, store: MemoryLeaseStore) -> None:
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    current = (await store.get("acct")).record
+    await store.try_acquire("acct", "conn-x", CONFIG.ttl_ms, current)  # e.g. an operator's forced move
+    await run(clock, [a], 5.0)
+    assert ("lost", "acct", 1) in a.heard.events
+    assert a.elector.held() == {}
+
+
+async def test_a_head_start_delays_taking_a_free_lease(clock: FakeClock, store: MemoryLeaseStore) -> None:
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims({"acct": 3.0})
+    await run(clock, [a], 2.75)
+    assert a.elector.held() == {}
+    await run(clock, [a], 0.5)
+    assert a.elector.held() == {"acct": 1}
+
+
+async def test_a_release_hands_over_at_once(clock: FakeClock, store: MemoryLeaseStore) -> None:
+    a, b = Host("conn-a", store, clock), Host("conn-b", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    b.elector.set_claims({"acct": 0.0})
+    await run(clock, [a, b], 1.0)
+    assert await a.elector.release("acct")
+    assert a.elector.held() == {}
+    await run(clock, [a, b], CONFIG.retry_period_s + 0.5)  # b notices at its next poll, not after a TTL
+    assert b.elector.held() == {"acct": 2}
+    assert a.heard.events == [("acquired", "acct", 1)]  # a release is not a loss
+    assert not await a.elector.release("acct")  # nothing left to release
+
+
+async def test_release_all_on_shutdown(clock: FakeClock, store: MemoryLeaseStore) -> None:
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims({f"acct-{i}": 0.0 for i in range(3)})
+    await run(clock, [a], 1.0)
+    assert len(a.elector.held()) == 3
+    assert await a.elector.release_all() == 3
+    views = await store.get_many([f"acct-{i}" for i in range(3)])
+    assert [v.holder() for v in views] == [None, None, None]
+
+
+async def test_a_failed_release_leaves_the_lease_to_expire(clock: FakeClock, store: MemoryLeaseStore) -> None:
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    a.path.down = True
+    assert not await a.elector.release("acct")
+    assert a.elector.held() == {}  # not renewed any more: it expires after its TTL
+
+
+async def test_two_hundred_accounts_read_in_one_batch_with_bounded_calls(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a = Host("conn-a", store, clock)
+    accounts = [f"acct-{i:03d}" for i in range(200)]
+    a.elector.set_claims(dict.fromkeys(accounts, 0.0))
+    await a.step()
+    assert a.path.calls == [("get_many", tuple(accounts))]
+    await a.step()
+    assert len(a.elector.held()) == 200
+    assert a.path.max_in_flight == 16
+    calls_before = len(a.path.calls)
+    await run(clock, [a], 15.0)
+    renews = len(a.path.calls) - calls_before
+    assert renews == 200 * 3  # one small transaction per account per ttl/3, nothing else
+
+
+async def test_a_failing_listener_does_not_stop_the_loop(clock: FakeClock, store: MemoryLeaseStore) -> None:
+    class Broken(Recorder):
+        def on_acquired(self, account: str, epoch: int) -> None:
+            raise RuntimeError("supervisor bug")
+
+    elector = LeaseElector(store=store, holder="conn-a", config=CONFIG, clock=clock, listener=Broken())
+    elector.set_claims({"acct": 0.0, "other": 0.0})
+    for _ in range(3):
+        elector.step()
+        await elector.drain()
+    assert elector.held() == {"acct": 1, "other": 1}
+
+
+async def test_the_run_loop_acquires_renews_and_stops(store: MemoryLeaseStore) -> None:
+    class StopAfter(FakeClock):
+        """Sleeping advances fake time; past 60 s it sets `stop`."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.stop = asyncio.Event()
+            self.start = self.monotonic()
+
+        async def sleep(self, seconds: float) -> None:
+            await super().sleep(seconds)
+            if self.monotonic() - self.start > 60:
+                self.stop.set()
+
+    clock = StopAfter()
+    store.server_clock = clock
+    heard = Recorder()
+    elector = LeaseElector(store=store, holder="conn-a", config=CONFIG, clock=clock, listener=heard)
+    elector.set_claims({"acct": 0.0})
+    await asyncio.wait_for(elector.run(clock.stop), timeout=30)
+    assert heard.events == [("acquired", "acct", 1)]
+    record = (await store.get("acct")).record
+    assert record is not None and record.holder == "conn-a"
+    assert (
+        clock.now() - record.renewed_at
+    ).total_seconds() <= CONFIG.renew_interval_s + CONFIG.retry_period_s
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ({"": 0.0}, "account"),
+        ({"a/b": 0.0}, "account"),
+        ({"acct": -1.0}, "delay"),
+        ({"acct": math.nan}, "delay"),
+    ],
+)
+def test_bad_claims_are_refused(
+    clock: FakeClock, store: MemoryLeaseStore, claims: dict[str, float], message: str
+) -> None:
+    elector = LeaseElector(store=store, holder="conn-a", config=CONFIG, clock=clock, listener=Recorder())
+    with pytest.raises(LeaseError, match=message):
+        elector.set_claims(claims)
+
+
+def test_a_bad_holder_id_is_refused(clock: FakeClock, store: MemoryLeaseStore) -> None:
+    with pytest.raises(LeaseError, match="holder"):
+        LeaseElector(store=store, holder="a/b", config=CONFIG, clock=clock, listener=Recorder())
