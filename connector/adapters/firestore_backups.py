@@ -15,8 +15,9 @@ prints them; Firestore bills per document).
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -40,10 +41,20 @@ class BadManifestError(KeeperError):
 
 @dataclass
 class IoStats:
+    """Documents read and written, blob bytes moved; safe to update from several threads."""
+
     reads: int = 0
     writes: int = 0
     bytes_read: int = 0
     bytes_written: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, reads: int = 0, writes: int = 0, bytes_read: int = 0, bytes_written: int = 0) -> None:
+        with self._lock:
+            self.reads += reads
+            self.writes += writes
+            self.bytes_read += bytes_read
+            self.bytes_written += bytes_written
 
 
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -116,7 +127,7 @@ class FirestoreBackupStore:
 
     def _check_epoch(self, tx: firestore.Transaction, account: str, epoch: int) -> None:
         lease = self._lease(account).get(transaction=tx)
-        self.stats.reads += 1
+        self.stats.add(reads=1)
         current = (lease.to_dict() or {}).get("epoch", 0) if lease.exists else 0
         if not isinstance(current, int):
             raise KeeperError(f"leases/{account}: field epoch is not an integer")
@@ -132,11 +143,11 @@ class FirestoreBackupStore:
         def reserve(tx: firestore.Transaction) -> int:
             self._check_epoch(tx, account, epoch)
             snap = ref.get(transaction=tx)
-            self.stats.reads += 1
+            self.stats.add(reads=1)
             last = (snap.to_dict() or {}).get(RESERVED_FIELD, 0) if snap.exists else 0
             generation = (last if isinstance(last, int) else 0) + 1
             tx.set(ref, {RESERVED_FIELD: generation}, merge=True)
-            self.stats.writes += 1
+            self.stats.add(writes=1)
             return generation
 
         result: int = reserve(self._db.transaction())
@@ -150,8 +161,8 @@ class FirestoreBackupStore:
                 batch, batch_bytes = self._db.batch(), 0
             batch.set(self._chunk(account, generation, index), {"data": chunk})
             batch_bytes += len(chunk)
-            self.stats.writes += 1
-            self.stats.bytes_written += len(chunk)
+            self.stats.add(writes=1)
+            self.stats.add(bytes_written=len(chunk))
         if batch_bytes or chunks:
             batch.commit()
 
@@ -163,7 +174,7 @@ class FirestoreBackupStore:
         def write(tx: firestore.Transaction) -> None:
             self._check_epoch(tx, account, manifest.lease_epoch)
             existing, snap = ref.get(transaction=tx), account_ref.get(transaction=tx)
-            self.stats.reads += 2
+            self.stats.add(reads=2)
             if existing.exists:
                 raise KeeperError(f"{account}: generation {manifest.generation} already has a manifest")
             tx.create(ref, manifest_fields(manifest))
@@ -171,9 +182,9 @@ class FirestoreBackupStore:
             newest = summary.get("generation", 0) if isinstance(summary, dict) else 0
             if not isinstance(newest, int) or newest < manifest.generation:
                 tx.set(account_ref, {SUMMARY_FIELD: summary_fields(manifest)}, merge=True)
-                self.stats.writes += 1
-            self.stats.writes += 1
-            self.stats.bytes_written += len(manifest.wrapped_key)
+                self.stats.add(writes=1)
+            self.stats.add(writes=1)
+            self.stats.add(bytes_written=len(manifest.wrapped_key))
 
         write(self._db.transaction())
 
@@ -181,7 +192,7 @@ class FirestoreBackupStore:
         query = self._backups(account).order_by("generation", direction=firestore.Query.DESCENDING)
         found = []
         docs = list(query.stream())
-        self.stats.reads += max(1, len(docs))
+        self.stats.add(reads=max(1, len(docs)))
         for doc in docs:
             try:
                 found.append(manifest_from_fields(account, doc.id, doc.to_dict() or {}))
@@ -193,10 +204,10 @@ class FirestoreBackupStore:
         refs = [self._chunk(account, generation, index) for index in range(count)]
         by_id: dict[str, bytes | None] = {}
         for snap in self._db.get_all(refs):
-            self.stats.reads += 1
+            self.stats.add(reads=1)
             data = (snap.to_dict() or {}).get("data") if snap.exists else None
             by_id[snap.id] = data if isinstance(data, bytes) else None
-            self.stats.bytes_read += len(data) if isinstance(data, bytes) else 0
+            self.stats.add(bytes_read=len(data) if isinstance(data, bytes) else 0)
         return [by_id.get(str(index)) for index in range(count)]
 
     def mark_good(self, account: str, generation: int) -> bool:
@@ -205,15 +216,15 @@ class FirestoreBackupStore:
         @firestore.transactional
         def mark(tx: firestore.Transaction) -> bool:
             snap, account_snap = ref.get(transaction=tx), account_ref.get(transaction=tx)
-            self.stats.reads += 2
+            self.stats.add(reads=2)
             if not snap.exists:
                 return False
             tx.update(ref, {"good": True})
             summary = (account_snap.to_dict() or {}).get(SUMMARY_FIELD) if account_snap.exists else None
             if isinstance(summary, dict) and summary.get("generation") == generation:
                 tx.set(account_ref, {SUMMARY_FIELD: {**summary, "good": True}}, merge=True)
-                self.stats.writes += 1
-            self.stats.writes += 1
+                self.stats.add(writes=1)
+            self.stats.add(writes=1)
             return True
 
         marked: bool = mark(self._db.transaction())
@@ -223,7 +234,7 @@ class FirestoreBackupStore:
         backups = self._backups(account)
         existing = {doc.id for doc in backups.select(["generation"]).stream()}
         listed = [ref.id for ref in backups.list_documents()]
-        self.stats.reads += max(1, len(existing)) + max(1, len(listed))
+        self.stats.add(reads=max(1, len(existing)) + max(1, len(listed)))
         return sorted(int(i) for i in listed if i.isdigit() and i not in existing)
 
     def _delete_chunks(self, manifest_ref: firestore.DocumentReference) -> None:
@@ -232,23 +243,23 @@ class FirestoreBackupStore:
             batch = self._db.batch()
             for ref in refs[start : start + 400]:
                 batch.delete(ref)
-                self.stats.writes += 1
+                self.stats.add(writes=1)
             batch.commit()
 
     def delete_generation(self, account: str, generation: int) -> None:
         """Manifest first: a crash halfway leaves orphan chunks, never a manifest without chunks."""
         account_ref = self._account(account)
         self._manifest(account, generation).delete()
-        self.stats.writes += 1
+        self.stats.add(writes=1)
         self._delete_chunks(self._manifest(account, generation))
         snap = account_ref.get()
-        self.stats.reads += 1
+        self.stats.add(reads=1)
         summary = (snap.to_dict() or {}).get(SUMMARY_FIELD) if snap.exists else None
         if isinstance(summary, dict) and summary.get("generation") == generation:
             rest = self.manifests(account)
             value = summary_fields(rest[0]) if rest else firestore.DELETE_FIELD
             account_ref.update({SUMMARY_FIELD: value})
-            self.stats.writes += 1
+            self.stats.add(writes=1)
 
     def wipe(self, account: str, epoch: int) -> int:
         """Fenced once up front; the deletes that follow are idempotent."""
@@ -260,9 +271,9 @@ class FirestoreBackupStore:
         check(self._db.transaction())
         refs = list(self._backups(account).list_documents())
         for ref in refs:
-            self.stats.reads += 1
+            self.stats.add(reads=1)
             ref.delete()
-            self.stats.writes += 1
+            self.stats.add(writes=1)
             self._delete_chunks(ref)
         account_ref = self._account(account)
         if account_ref.get().exists:
