@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 
 from google.cloud import firestore
 
+from control import accounts
+from policy import Outcome, PolicyConfig, decide
 from wa_wire import Collections, LifecycleEvent
-from wa_wire.codec import parse_timestamp
 
 _client: firestore.Client | None = None
 
@@ -25,57 +27,40 @@ def firestore_client() -> firestore.Client:
     return _client
 
 
-def _is_newer(event_at: str, stored: object) -> bool:
-    if not isinstance(stored, dict) or not isinstance(stored.get("at"), str):
-        return True
-    try:
-        return parse_timestamp(event_at) > parse_timestamp(stored["at"])
-    except ValueError:
-        return True
-
-
-def record_lifecycle_event(db: firestore.Client, event: LifecycleEvent) -> bool:
-    """Record `last_event` on the account, exactly once per event id.
+def apply_lifecycle_event(
+    db: firestore.Client, event: LifecycleEvent, now: datetime, config: PolicyConfig
+) -> Outcome:
+    """Dedupe, load, decide, write: one transaction per event.
 
     The dedupe record `processed_events/{event_id}` is created in the same
-    transaction as the account write, so a redelivery changes nothing but the
-    record's `deliveries` counter. An event older than the stored `last_event`
-    (events arrive out of order) is recorded as processed without overwriting.
+    transaction as the account's new state and the commands, so a redelivery
+    changes nothing but the record's `deliveries` counter. Stale-epoch and
+    too-old events are recorded as processed (with their outcome) and change
+    nothing else.
     """
     processed = db.collection(Collections.PROCESSED_EVENTS).document(event.event_id)
-    account = db.collection(Collections.ACCOUNTS).document(event.account_id)
 
     @firestore.transactional
-    def apply(tx: firestore.Transaction) -> bool:
+    def apply(tx: firestore.Transaction) -> Outcome:
         seen = processed.get(transaction=tx)
-        current = account.get(transaction=tx)
         if seen.exists:
             tx.update(processed, {"deliveries": firestore.Increment(1)})
-            return False
+            return Outcome.DUPLICATE
+        loaded = accounts.load(db, tx, event.account_id)
+        decision = decide(event, loaded.view, now, config)
+        new_ids = accounts.missing_commands(db, tx, decision)
         tx.create(
             processed,
             {
                 "account_id": event.account_id,
                 "type": event.type.value,
+                "outcome": decision.outcome.value,
                 "processed_at": firestore.SERVER_TIMESTAMP,
                 "deliveries": 1,
             },
         )
-        stored = current.get("last_event") if current.exists else None
-        if _is_newer(event.at, stored):
-            tx.set(
-                account,
-                {
-                    "last_event": {
-                        "type": event.type.value,
-                        "reason_code": event.reason_code,
-                        "at": event.at,
-                    },
-                    "updated_at": firestore.SERVER_TIMESTAMP,
-                },
-                merge=True,
-            )
-        return True
+        accounts.write_decision(db, tx, loaded, decision, new_ids)
+        return decision.outcome
 
-    result: bool = apply(db.transaction())
-    return result
+    outcome: Outcome = apply(db.transaction())
+    return outcome

@@ -1,4 +1,4 @@
-"""Handling of one lifecycle message: parse, validate, record once.
+"""Handling of one lifecycle message: parse, validate, apply the policy once.
 
 A malformed message is logged (with the field at fault, never the payload,
 which may come from anywhere) and acknowledged: retrying it could never succeed
@@ -11,8 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from datetime import UTC, datetime
 
-from control import effects
+from control import effects, params
+from control.ids import document_id_problem
+from policy import Outcome
 from wa_wire import LifecycleEvent, WireError, from_json
 
 log = logging.getLogger("wa_keeper.functions.lifecycle")
@@ -24,17 +27,25 @@ def parse_message(data_b64: str) -> LifecycleEvent:
         raw = base64.b64decode(data_b64, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise WireError("", "message data is not base64") from exc
-    return from_json(LifecycleEvent, raw)
+    event = from_json(LifecycleEvent, raw)
+    for name in ("account_id", "event_id"):
+        problem = document_id_problem(getattr(event, name))
+        if problem:
+            raise WireError(name, problem)
+    return event
 
 
-def handle_message(data_b64: str, message_id: str) -> bool:
-    """Returns True when the event changed state, False for a duplicate or bad message."""
+def handle_message(data_b64: str, message_id: str, now: datetime | None = None) -> Outcome | None:
+    """Parse and apply one message; None for a malformed one (logged and acknowledged)."""
     try:
         event = parse_message(data_b64)
     except WireError as exc:
         log.warning("dropped malformed lifecycle message %s: %s", message_id, exc)
-        return False
-    applied = effects.record_lifecycle_event(effects.firestore_client(), event)
-    if not applied:
-        log.info("duplicate event %s for %s ignored", event.event_id, event.account_id)
-    return applied
+        return None
+    moment = now or datetime.now(UTC)
+    outcome = effects.apply_lifecycle_event(effects.firestore_client(), event, moment, params.load_config())
+    if outcome is not Outcome.APPLIED:
+        log.info(
+            "event %s (%s) for %s: %s", event.event_id, event.type.value, event.account_id, outcome.value
+        )
+    return outcome
