@@ -68,6 +68,7 @@ def judge(
     if not authorized(request, admin, owners):
         return Verdict.reject(
             f"{request.requested_by} is neither an owner of account {request.account_id} nor an admin"
+            " (admins: send admin: true)"
         )
     action = request.action.as_command()
     try:

@@ -67,7 +67,10 @@ def test_an_admin_may_ask_for_an_account_without_a_document(db: firestore.Client
 def test_a_stranger_is_rejected(db: firestore.Client) -> None:
     answer = submit(db, request(by=STRANGER))
     assert answer["status"] == "rejected"
-    assert answer["error"] == f"{STRANGER} is neither an owner of account acct-1 nor an admin"
+    assert (
+        answer["error"]
+        == f"{STRANGER} is neither an owner of account acct-1 nor an admin (admins: send admin: true)"
+    )
     assert "command_id" not in answer and commands(db) == {}
 
 
