@@ -95,13 +95,21 @@ class LeaseElector:
             return False
         epoch = local.held_epoch
         self._local[account] = replace(local, held_epoch=None)
-        try:
-            view = await self.store.release(account, self.holder, epoch)
-        except Exception:
-            log.exception("lease of %s not released (it expires after its TTL)", account)
-            return False
-        self._observe(account, view)
-        return view.written
+        released = asyncio.Event()
+
+        async def call() -> None:
+            try:
+                view = await self.store.release(account, self.holder, epoch)
+            except Exception as exc:
+                log.warning("lease of %s not released (it expires after its TTL): %s", account, exc)
+                return
+            self._observe(account, view)
+            if view.written:
+                released.set()
+
+        self._spawn([account], call())  # the loop leaves the account alone meanwhile
+        await self._settle(account)
+        return released.is_set()
 
     async def release_all(self) -> int:
         """SIGTERM: release every lease we hold; returns how many were released."""

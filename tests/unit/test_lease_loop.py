@@ -265,3 +265,25 @@ def test_bad_claims_are_refused(
 def test_a_bad_holder_id_is_refused(clock: FakeClock, store: MemoryLeaseStore) -> None:
     with pytest.raises(LeaseError, match="holder"):
         LeaseElector(store=store, holder="a/b", config=CONFIG, clock=clock, listener=Recorder())
+
+
+async def test_the_loop_leaves_an_account_alone_while_it_is_being_released(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    a.path.gate = asyncio.Event()
+    releasing = asyncio.create_task(a.elector.release("acct"))
+    await asyncio.sleep(0)
+    a.elector.set_claims({"acct": 0.0})  # the next plan wants it again meanwhile
+    clock.advance(CONFIG.renew_interval_s)  # a renewal would be due
+    a.elector.step()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert [c[0] for c in a.path.calls] == ["get_many", "try_acquire", "release"]  # nothing raced it
+    a.path.gate.set()
+    assert await releasing
+    a.path.gate = None
+    await run(clock, [a], 0.5)
+    assert a.elector.held() == {"acct": 2}  # taken again, cleanly, at the next epoch
