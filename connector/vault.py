@@ -27,6 +27,7 @@ from connector.adapters.disk_sessions import (
     DiskState,
     SessionCheckError,
     SessionDiskError,
+    check_account_id,
     check_bytes,
     sha256_hex,
 )
@@ -131,6 +132,7 @@ class SessionVault:
         self._locks_guard = threading.Lock()
 
     def _lock(self, account: str) -> threading.RLock:
+        check_account_id(account)  # before any path or document is built from it
         with self._locks_guard:
             return self._locks.setdefault(account, threading.RLock())
 
@@ -156,7 +158,7 @@ class SessionVault:
         return self.disk.check(account)
 
     def generations(self, account: str) -> list[Manifest]:
-        return self.store.manifests(account)
+        return self.store.manifests(check_account_id(account))
 
     def _newest_manifest(self, account: str, epoch: int) -> Manifest | None:
         cached = self._newest.get(account)

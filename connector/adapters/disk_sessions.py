@@ -147,8 +147,16 @@ def fsync_dir(path: Path) -> None:
 
 
 def check_account_id(account: str) -> str:
-    """Account ids become folder names: refuse anything that could escape SESSIONS_PATH."""
-    if not account or len(account) > 128 or account.startswith(".") or any(c in account for c in "/\\\0"):
+    """Account ids become folder names and document ids: refuse what could escape SESSIONS_PATH
+    or is not a valid Firestore document id."""
+    reserved = account.startswith("__") and account.endswith("__")  # Firestore's reserved document ids
+    if (
+        not account
+        or len(account) > 128
+        or account.startswith(".")
+        or reserved
+        or any(c in account for c in "/\\\0")
+    ):
         raise KeeperError(f"account id {account[:140]!r} cannot be a folder name under SESSIONS_PATH")
     return account
 

@@ -8,6 +8,7 @@ connector runs, the disk was wiped or swapped under us (`disk_lost`).
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from pathlib import Path
 
 from connector.adapters.disk_sessions import fsync_dir
 from connector.errors import KeeperError
+
+log = logging.getLogger(__name__)
 
 MARKER_FILE = ".wa-keeper-volume"
 VOLATILE_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
@@ -107,6 +110,16 @@ def raise_on_failure(checks: list[PathCheck]) -> None:
     for check in checks:
         if check.status is CheckStatus.FAIL:
             raise SessionsPathError(f"SESSIONS_PATH {check.name} check failed: {check.detail}")
+
+
+def prepare_sessions_path(path: Path, require_persistent: bool) -> list[PathCheck]:
+    """At start (`run`): every check; a failure raises SessionsPathError, a warning is logged."""
+    checks = check_sessions_path(path, require_persistent)
+    raise_on_failure(checks)
+    for check in checks:
+        if check.status is CheckStatus.WARN:
+            log.warning("SESSIONS_PATH %s: %s", check.name, check.detail)
+    return checks
 
 
 class VolumeMarker:

@@ -13,6 +13,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from connector.adapters.disk_sessions import check_account_id
 from connector.errors import KeeperError
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ def run_backups(args: argparse.Namespace) -> int:
     from connector.adapters.firestore_backups import FirestoreBackupStore  # noqa: PLC0415
     from connector.settings import load_settings  # noqa: PLC0415
 
+    check_account_id(args.account)
     manifests = FirestoreBackupStore(cc.connect(load_settings())).manifests(args.account)
     rows = [manifest_row(m) for m in manifests]
     if args.json:
@@ -102,6 +104,7 @@ def run_restore(args: argparse.Namespace) -> int:
     from connector import control_client as cc  # noqa: PLC0415
     from connector.settings import load_settings  # noqa: PLC0415
 
+    check_account_id(args.account)
     settings = load_settings()
     if args.generation is not None and args.generation < 1:
         raise KeeperError("--generation must be a positive generation number")

@@ -14,6 +14,7 @@ from google.cloud import firestore
 from connector.adapters.firestore_backups import FirestoreBackupStore, manifest_fields
 from connector.adapters.memory_backups import MemoryBackupStore
 from connector.backup_crypto import MAX_CHUNK_BYTES
+from connector.errors import KeeperError
 from connector.ports import BackupStore, Manifest, StaleEpochError
 from wa_wire.names import Collections, SubCollections
 
@@ -214,3 +215,11 @@ def test_firestore_skips_a_malformed_manifest(
     clean_firestore.document(f"{Collections.ACCOUNTS}/acct-a/{SubCollections.BACKUPS}/1").set(bad)
     write(rig, manifest("acct-a", 3))
     assert [m.generation for m in store.manifests("acct-a")] == [3]
+
+
+def test_firestore_refuses_a_lease_with_a_bad_epoch(clean_firestore: firestore.Client) -> None:
+    clean_firestore.document(f"{Collections.LEASES}/acct-a").set({"epoch": "7", "holder": "x"})
+    store = FirestoreBackupStore(clean_firestore)
+    with pytest.raises(KeeperError, match="leases/acct-a: field epoch is not an integer"):
+        store.reserve_generation("acct-a", 7)
+    assert store.manifests("acct-a") == [] and store.orphan_generations("acct-a") == []

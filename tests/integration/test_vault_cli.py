@@ -53,13 +53,16 @@ def shm_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def cli(*args: str, sessions: Path, key: BackupKey) -> subprocess.CompletedProcess[str]:
+def cli(*args: str, sessions: Path, key: BackupKey | None, **extra: str) -> subprocess.CompletedProcess[str]:
     env = subprocess_env(
         SESSIONS_PATH=str(sessions),
-        WA_KEEPER_BACKUP_KEY=key_base64(key),
         GOOGLE_CLOUD_PROJECT=emulator.project_id(),
         WA_KEEPER_CONNECTOR_ID="cli-test-host",
+        **extra,
     )
+    env.pop("WA_KEEPER_BACKUP_KEY", None)
+    if key is not None:
+        env["WA_KEEPER_BACKUP_KEY"] = key_base64(key)
     return subprocess.run(
         [sys.executable, "-m", "connector", *args],
         capture_output=True,
@@ -161,3 +164,38 @@ def status_of(output: str, name: str) -> str:
         if line[6:].startswith(name + " "):
             return line[:4].strip()
     raise AssertionError(f"no {name!r} line in {output!r}")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("restore", "acct-none", "--local"), "restore of acct-none failed: no backup generation"),
+        (("restore", A, "--local", "--generation", "0"), "--generation must be a positive generation number"),
+        (("restore", A, "--local", "--generation", "7"), f"restore of {A} failed: no generation 7"),
+        (("restore", "../escape", "--local"), "cannot be a folder name under SESSIONS_PATH"),
+    ],
+    ids=["no backups", "generation 0", "no such generation", "account id escaping SESSIONS_PATH"],
+)
+def test_bad_restore_requests_are_one_line_errors(
+    backed_up: Path, key: BackupKey, args: tuple[str, ...], message: str
+) -> None:
+    failed = cli(*args, sessions=backed_up, key=key)
+    assert failed.returncode == 1
+    (line,) = failed.stderr.strip().splitlines()
+    assert message in line
+    assert sorted(p.name for p in backed_up.iterdir()) == [], "nothing was written"
+
+
+def test_doctor_fails_clearly_without_key_firestore_or_pubsub(tmp_path: Path) -> None:
+    doctor = cli(
+        "doctor",
+        sessions=tmp_path / "sessions",
+        key=None,
+        FIRESTORE_EMULATOR_HOST="127.0.0.1:1",
+        PUBSUB_EMULATOR_HOST="127.0.0.1:1",
+    )
+    assert doctor.returncode == 1
+    for name in ("backup key", "firestore", "pubsub"):
+        assert status_of(doctor.stdout, name) == "fail", doctor.stdout
+    (line,) = doctor.stderr.strip().splitlines()
+    assert line == "wa-keeper: doctor: 3 check(s) failed: backup key, firestore, pubsub"

@@ -26,6 +26,7 @@ from connector.adapters.sessions_volume import (
     VolumeMarker,
     check_sessions_path,
     filesystem_of,
+    prepare_sessions_path,
     raise_on_failure,
 )
 from connector.clock import FakeClock
@@ -239,7 +240,7 @@ def test_leftover_temporary_file_is_cleared(disk: DiskSessions, session: Path) -
     assert not disk.clear_leftovers(ACCOUNT)
 
 
-@pytest.mark.parametrize("account", ["", ".", "..", ".hidden", "a/b", "a\\b", "a\0b", "x" * 129])
+@pytest.mark.parametrize("account", ["", ".", "..", ".hidden", "a/b", "a\\b", "a\0b", "x" * 129, "__id__"])
 def test_account_ids_that_cannot_be_folders_are_refused(account: str) -> None:
     with pytest.raises(KeeperError, match="cannot be a folder name"):
         check_account_id(account)
@@ -305,6 +306,18 @@ def test_sessions_path_on_tmpfs_warns_or_fails_with_one_line() -> None:
         raise_on_failure(failed)
     assert "tmpfs" in str(caught.value) and "\n" not in str(caught.value)
     root.rmdir()
+
+
+def test_prepare_at_start_logs_a_warning_or_raises_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    root = Path("/dev/shm") / "wa-keeper-vault-prepare"
+    try:
+        with caplog.at_level("WARNING"):
+            checks = prepare_sessions_path(root, require_persistent=False)
+        assert checks[-1].status is CheckStatus.WARN and "tmpfs" in caplog.text
+        with pytest.raises(SessionsPathError, match=r"^SESSIONS_PATH persistent check failed: .*tmpfs"):
+            prepare_sessions_path(root, require_persistent=True)
+    finally:
+        root.rmdir()
 
 
 def test_unwritable_sessions_path_fails(tmp_path: Path) -> None:
