@@ -1,5 +1,7 @@
 """What the Cloud Functions do, behind the thin triggers in main.py.
 
-`lifecycle` handles lifecycle events; `effects` holds the Firestore reads and
-writes. The pure policy (coming with the control-plane issue) lives in `policy`.
+`lifecycle` parses events and `effects` applies the policy to them in one
+transaction (`accounts` reads and writes an account for it); `requests` turns
+app requests into commands; `sweep` is the scheduled housekeeping; `params`
+reads the thresholds. The decisions themselves live in the pure `policy` package.
 """
