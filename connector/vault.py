@@ -18,8 +18,6 @@ import shutil
 import sys
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 
 from connector.adapters.disk_sessions import (
     DiskHealth,
@@ -36,72 +34,37 @@ from connector.backup_crypto import FORMAT, BackupCorruptError, BackupKeyError, 
 from connector.clock import Clock
 from connector.errors import KeeperError
 from connector.ports import BackupStore, EventSink, Manifest, StaleEpochError
+from connector.vault_decisions import (
+    BackupOutcome,
+    BackupStatus,
+    EnsureAction,
+    EnsureOutcome,
+    RestoreOutcome,
+    disk_is_usable,
+    is_unchanged,
+    restore_candidates,
+)
 from wa_wire import EventType, LifecycleEvent
 from wa_wire.names import MAX_DETAIL_LEN
+
+__all__ = [
+    "BackupOutcome",
+    "BackupStatus",
+    "EnsureAction",
+    "EnsureOutcome",
+    "RestoreOutcome",
+    "SessionVault",
+    "WipeNotConfirmedError",
+    "disk_is_usable",
+    "is_unchanged",
+    "restore_candidates",
+]
 
 log = logging.getLogger(__name__)
 
 
 class WipeNotConfirmedError(KeeperError):
     """`wipe` needs the account id repeated as its confirmation."""
-
-
-class BackupStatus(StrEnum):
-    WRITTEN = "written"
-    UNCHANGED = "unchanged"
-    REFUSED = "refused"
-
-
-@dataclass(frozen=True)
-class BackupOutcome:
-    status: BackupStatus
-    generation: int | None = None
-    reason: str = ""
-
-
-@dataclass(frozen=True)
-class RestoreOutcome:
-    ok: bool
-    generation: int | None
-    failures: tuple[tuple[int, str], ...] = ()
-    """(generation, why) of each generation tried and rejected, in order."""
-    detail: str = ""
-
-
-class EnsureAction(StrEnum):
-    USED_DISK = "used_disk"
-    RESTORED = "restored"
-    SESSION_MISSING = "session_missing"
-    RESTORE_FAILED = "restore_failed"
-
-
-@dataclass(frozen=True)
-class EnsureOutcome:
-    action: EnsureAction
-    disk: DiskHealth
-    generation: int | None = None
-    detail: str = ""
-
-
-# -- pure decisions (tested by tables) ----------------------------------------------------
-
-
-def disk_is_usable(health: DiskHealth, expected_jid: str | None) -> bool:
-    """The disk session may be used as it is: healthy and, when a jid is known, that jid."""
-    return health.state is DiskState.OK and (expected_jid is None or health.jid == expected_jid)
-
-
-def restore_candidates(manifests: list[Manifest], generation: int | None = None) -> list[Manifest]:
-    """What to try, in order: the one asked for; else good generations newest first, then
-    the others newest first (a session not yet confirmed beats a new QR scan)."""
-    if generation is not None:
-        return [m for m in manifests if m.generation == generation]
-    newest_first = sorted(manifests, key=lambda m: m.generation, reverse=True)
-    return [m for m in newest_first if m.good] + [m for m in newest_first if not m.good]
-
-
-def is_unchanged(newest: Manifest | None, sha256: str) -> bool:
-    return newest is not None and newest.sha256 == sha256
 
 
 # -- the vault ------------------------------------------------------------------------------
@@ -285,7 +248,7 @@ class SessionVault:
                 detail = f"generation {manifest.generation} ({manifest.size} bytes, jid {manifest.jid})"
                 detail += f"; the replaced file is kept as {aside.name}" if aside is not None else ""
                 self._emit(EventType.RESTORED, account, epoch, detail, manifest.generation)
-                return RestoreOutcome(True, manifest.generation, tuple(failures), detail)
+                return RestoreOutcome(True, manifest.generation, tuple(failures), detail, manifest.jid)
             return RestoreOutcome(False, None, tuple(failures), f"all {len(failures)} generations failed")
 
     def ensure_session(self, account: str, expected_jid: str | None, epoch: int) -> EnsureOutcome:
@@ -294,10 +257,12 @@ class SessionVault:
             self.disk.clear_leftovers(account)
             health = self.disk.check(account, thorough=True)
             if disk_is_usable(health, expected_jid):
-                return EnsureOutcome(EnsureAction.USED_DISK, health)
+                return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid)
             restored = self.restore(account, epoch, expected_jid=expected_jid)
             if restored.ok:
-                return EnsureOutcome(EnsureAction.RESTORED, health, restored.generation, restored.detail)
+                return EnsureOutcome(
+                    EnsureAction.RESTORED, health, restored.generation, restored.detail, restored.jid
+                )
             if health.state is DiskState.CORRUPT:
                 self.disk.set_aside(account, "corrupt")  # kept for forensics; the path is free for pairing
             if not restored.failures:

@@ -163,7 +163,7 @@ def test_orphan_chunks_are_ignored_then_cleaned(root: Path, store: MemoryBackupS
 def test_ensure_session_uses_a_healthy_disk(root: Path, store: MemoryBackupStore, session: Path) -> None:
     vault, events = make_vault(root, store)
     outcome = vault.ensure_session(A, JID, 1)
-    assert outcome.action is EnsureAction.USED_DISK and outcome.disk.jid == JID
+    assert outcome.action is EnsureAction.USED_DISK and outcome.disk.jid == outcome.jid == JID
     assert events.events == []
 
 
@@ -186,7 +186,7 @@ def test_a_missing_disk_session_is_restored_from_the_newest_good(
         good,
         DiskState.MISSING,
     )
-    assert vault.disk.snapshot(A, JID).sha256 == want
+    assert vault.disk.snapshot(A, JID).sha256 == want and outcome.jid == JID
     last = events.events[-1]
     assert (last.type, last.session_generation, last.lease_epoch) == (EventType.RESTORED, good, 2)
 
@@ -259,7 +259,7 @@ def test_no_generation_means_session_missing(root: Path, store: MemoryBackupStor
     vault, events = make_vault(root, store)
     session.write_bytes(b"garbage" * 100)
     outcome = vault.ensure_session(A, JID, 4)
-    assert outcome.action is EnsureAction.SESSION_MISSING
+    assert outcome.action is EnsureAction.SESSION_MISSING and outcome.jid is None
     assert event_types(events) == [EventType.SESSION_MISSING] and events.events[0].lease_epoch == 4
     assert not session.exists() and len(list(session.parent.glob("session.db.corrupt-*"))) == 1
 
