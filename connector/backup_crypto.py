@@ -114,8 +114,8 @@ class Keyring:
             )
         except (InvalidTag, ValueError) as exc:
             raise BackupKeyError(
-                f"generation {generation} of {account}: backup key {key_id} does not open its data key"
-                " (wrong key material or a tampered manifest)"
+                f"generation {generation} of {account}: its data key does not open with backup key {key_id}"
+                " (wrong key material, or a manifest altered or copied from another account or generation)"
             ) from exc
 
     def open(

@@ -19,6 +19,7 @@ from connector.sessions.whatsmeow import delete_device
 from connector.vault import BackupStatus, EnsureAction
 from tests.vault_support import (
     JID,
+    add_rows,
     OTHER_JID,
     change_one_row,
     event_types,
@@ -183,3 +184,47 @@ def test_enospc_while_restoring_keeps_the_previous_disk_session(
     assert vault.check_disk(A).jid == JID
     assert event_types(events) == [EventType.RESTORE_FAILED]
     assert [p.name for p in session.parent.iterdir() if "restoring" in p.name] == []
+
+
+def backup_doc(db: firestore.Client, account: str, generation: int) -> firestore.DocumentReference:
+    return db.document(f"{Collections.ACCOUNTS}/{account}/{SubCollections.BACKUPS}/{generation}")
+
+
+def copy_generation(db: firestore.Client, source: tuple[str, int], target: tuple[str, int]) -> None:
+    """A whole generation (manifest and chunks, same key) copied to another account or number."""
+    manifest = backup_doc(db, *source).get().to_dict() or {}
+    backup_doc(db, *target).set({**manifest, "generation": target[1]})
+    for index in range(manifest["chunk_count"]):
+        chunk_doc(db, *target, index).set(chunk_doc(db, *source, index).get().to_dict() or {})
+
+
+@pytest.mark.parametrize("source", [(B, 1), (A, 1)], ids=["from another account", "from another generation"])
+def test_a_whole_generation_copied_under_another_name_is_rejected(
+    clean_firestore: firestore.Client, root: Path, session: Path, tmpl: Path, source: tuple[str, int]
+) -> None:
+    """Same key, valid chunks: only the associated data (account, generation) can tell."""
+    vault, events = make_vault(root, FirestoreBackupStore(clean_firestore))
+    make_session(tmpl, root / B / "session.db", jid=JID)  # same jid: the jid check cannot tell either
+    vault.backup(B, JID, 1, True)
+    vault.backup(A, JID, 1, True)
+    copy_generation(clean_firestore, source, (A, 5))
+    outcome = vault.restore(A, 1, generation=5)
+    assert not outcome.ok
+    (event,) = events.events[-1:]
+    assert event.type is EventType.RESTORE_FAILED and event.session_generation == 5
+    assert "does not open" in event.detail and "copied from another account or generation" in event.detail
+
+
+def test_chunks_swapped_within_a_generation_fail_on_their_index(
+    clean_firestore: firestore.Client, root: Path, session: Path
+) -> None:
+    """Same data key, right account and generation: the chunk index in the associated data tells."""
+    add_rows(session, JID, 1200, row_bytes=2000, prefix="big")
+    vault, events = make_vault(root, FirestoreBackupStore(clean_firestore))
+    vault.backup(A, JID, 1, True)
+    assert vault.generations(A)[0].chunk_count >= 2
+    first, second = (chunk_doc(clean_firestore, A, 1, i).get().to_dict() or {} for i in (0, 1))
+    chunk_doc(clean_firestore, A, 1, 0).set(second)
+    chunk_doc(clean_firestore, A, 1, 1).set(first)
+    assert not vault.restore(A, 1).ok
+    assert "chunk 0 fails authentication" in events.events[-1].detail
