@@ -19,8 +19,8 @@ from connector.sessions.whatsmeow import delete_device
 from connector.vault import BackupStatus, EnsureAction
 from tests.vault_support import (
     JID,
-    add_rows,
     OTHER_JID,
+    add_rows,
     change_one_row,
     event_types,
     make_session,
