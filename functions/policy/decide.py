@@ -1,7 +1,8 @@
 """`decide(event, account, now, config)`: one event against one account's record.
 
 Delivery is at least once and unordered, so the state is a fold of the
-account's events in event-time order, not in arrival order. The record keeps
+account's events in their own order (lease epoch, then event time), not in
+arrival order. The record keeps
 a `base` state and a short `journal` of the newest events; an event older than
 the newest is inserted in place and the journal re-applied. Hence the same
 events, duplicated or shuffled, give the same final state.
@@ -23,7 +24,7 @@ from typing import Any
 
 from policy.config import PolicyConfig
 from policy.errors import PolicyError
-from policy.model import BackupRef, Intent, MarkGood, Order, PolicyEvent, PolicyState
+from policy.model import TICK, BackupRef, Intent, JournalKey, MarkGood, Order, PolicyEvent, PolicyState
 from policy.rules import step
 from wa_wire import Command, LifecycleEvent, command_id_for
 from wa_wire.codec import utc_timestamp
@@ -52,10 +53,12 @@ class PolicyRecord:
 
     base: PolicyState = field(default_factory=PolicyState)
     journal: tuple[PolicyEvent, ...] = ()
-    horizon: tuple[datetime, str] | None = None
+    horizon: JournalKey | None = None
 
     def to_fields(self) -> dict[str, Any]:
-        horizon = None if self.horizon is None else [utc_timestamp(self.horizon[0]), self.horizon[1]]
+        horizon = None
+        if self.horizon is not None:
+            horizon = [self.horizon[0], utc_timestamp(self.horizon[1]), self.horizon[2]]
         return {
             "base": self.base.to_fields(),
             "journal": [e.to_fields() for e in self.journal],
@@ -74,10 +77,10 @@ class PolicyRecord:
         horizon = data.get("horizon")
         parsed = None
         if horizon is not None:
-            if not isinstance(horizon, list) or len(horizon) != 2 or not isinstance(horizon[1], str):
-                raise PolicyError("policy record: horizon is not [time, id]")
-            marker = PolicyEvent.from_fields({"id": horizon[1], "type": "sweep", "at": horizon[0]})
-            parsed = marker.order
+            if not isinstance(horizon, list) or len(horizon) != 3 or not isinstance(horizon[2], str):
+                raise PolicyError("policy record: horizon is not [epoch, time, id]")
+            fields = {"epoch": horizon[0], "at": horizon[1], "id": horizon[2], "type": TICK}
+            parsed = PolicyEvent.from_fields(fields).order
         return cls(PolicyState.from_fields(data.get("base", {})), journal, parsed)
 
     def has(self, event_id: str) -> bool:
@@ -209,8 +212,9 @@ def settle(account: AccountView, now: datetime, config: PolicyConfig) -> Decisio
     must not make it late), so its orders always count.
     """
     journal = account.record.journal
-    at = max(now, journal[-1].at + TICK_STEP) if journal else now
-    tick = PolicyEvent.tick(at)
+    last = journal[-1] if journal else None
+    at = now if last is None else max(now, last.at + TICK_STEP)
+    tick = PolicyEvent.tick(at, 0 if last is None else last.epoch)
     before = fold(account.record, account.backups, config)
     after, intents = step(before, tick, account.backups, config)
     if after == before and not intents:

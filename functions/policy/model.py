@@ -43,6 +43,10 @@ def _int(data: dict[str, Any], name: str, default: int | None = None) -> Any:
     return value
 
 
+JournalKey = tuple[int, datetime, str]
+"""Journal order of an entry: lease epoch, event time, event id."""
+
+
 @dataclass(frozen=True)
 class PolicyEvent:
     """The part of a lifecycle event the policy uses (`type` None: a sweep tick)."""
@@ -53,6 +57,7 @@ class PolicyEvent:
     reason_code: int | None = None
     generation: int | None = None
     ban_until: datetime | None = None
+    epoch: int = 0
 
     @classmethod
     def of(cls, event: LifecycleEvent) -> PolicyEvent:
@@ -69,22 +74,25 @@ class PolicyEvent:
             reason_code=event.reason_code,
             generation=event.session_generation,
             ban_until=until,
+            epoch=event.lease_epoch,
         )
 
     @classmethod
-    def tick(cls, at: datetime) -> PolicyEvent:
-        return cls(event_id=f"{TICK}:{utc_timestamp(at)}", type=None, at=at)
+    def tick(cls, at: datetime, epoch: int) -> PolicyEvent:
+        return cls(event_id=f"{TICK}:{utc_timestamp(at)}", type=None, at=at, epoch=epoch)
 
     @property
-    def order(self) -> tuple[datetime, str]:
-        """Journal order: event time, then id (a total order however events arrive)."""
-        return (self.at, self.event_id)
+    def order(self) -> JournalKey:
+        """A total order however events arrive: the lease epoch first (one holder, one
+        clock per epoch, and epochs only grow), then the event time, then the id."""
+        return (self.epoch, self.at, self.event_id)
 
     def to_fields(self) -> dict[str, Any]:
         return {
             "id": self.event_id,
             "type": TICK if self.type is None else self.type.value,
             "at": utc_timestamp(self.at),
+            "epoch": self.epoch,
             "code": self.reason_code,
             "gen": self.generation,
             "until": _time(self.ban_until),
@@ -112,6 +120,7 @@ class PolicyEvent:
             reason_code=code,
             generation=_int(data, "gen"),
             ban_until=_parse_time(data.get("until"), "until"),
+            epoch=_int(data, "epoch", 0),
         )
 
 

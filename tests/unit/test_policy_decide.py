@@ -116,6 +116,15 @@ def test_an_event_of_a_newer_epoch_than_the_lease_applies() -> None:
     assert decision.outcome is Outcome.APPLIED and decision.state.replaced_count == 1
 
 
+def test_a_newer_epoch_orders_after_an_older_one_whatever_the_clocks_say() -> None:
+    """The old holder's clock ran an hour fast: the new holder's events still come last."""
+    record, _ = run([event(EventType.CONNECTED, 3600, epoch=2)])
+    logout = decide(event(EventType.LOGGED_OUT, 10, code=401, epoch=3), view(record, epoch=3), NOW, CFG)
+    assert logout.outcome is Outcome.APPLIED
+    assert [c.action for _, c in logout.commands] == [CommandAction.RESTORE]
+    assert logout.state.status is AccountStatus.NEEDS_RESTORE
+
+
 def test_commands_are_contract_commands_with_derived_ids() -> None:
     logout = event(EventType.LOGGED_OUT, 10, code=401)
     first = decide(logout, view(), NOW, CFG)
