@@ -213,8 +213,11 @@ def test_owners_and_admins_create_requests_the_function_accepts(
         (ADMIN, request(by=ADMIN, admin=False)),
     ],
 )
-def test_malformed_or_unauthorized_requests_are_refused(uid: str | None, data: dict[str, Any]) -> None:
+def test_malformed_or_unauthorized_requests_are_refused(
+    rules_and_data: firestore.Client, uid: str | None, data: dict[str, Any]
+) -> None:
     assert create(uid, "requests", "req-bad", data) == 403
+    assert not rules_and_data.document("requests/req-bad").get().exists  # so no trigger, no command
 
 
 def test_a_request_id_over_128_characters_is_refused() -> None:
