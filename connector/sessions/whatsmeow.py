@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def session_file(sessions_path: Path, account_id: str) -> Path:
 
 def set_wal(path: Path) -> None:
     """Put the file in WAL mode; must happen before Go first opens it (it persists)."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise SchemaError(f"{path}: journal mode stayed {mode}")
@@ -62,7 +63,7 @@ def copy_template(template: Path, path: Path) -> None:
     """A new empty session from a template made once by `make_schema` (cheap for many accounts)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".new")
-    with sqlite3.connect(template) as src, sqlite3.connect(tmp) as dst:
+    with closing(sqlite3.connect(template)) as src, closing(sqlite3.connect(tmp)) as dst:
         src.backup(dst)
     set_wal(tmp)
     tmp.replace(path)
@@ -71,7 +72,7 @@ def copy_template(template: Path, path: Path) -> None:
 def has_table(path: Path, table: str) -> bool:
     if not path.exists():
         return False
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         row = db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (table,)).fetchone()
     return row is not None
 
@@ -112,7 +113,7 @@ class DeviceKeys:
 
 def write_device(path: Path, device: DeviceKeys) -> None:
     """Insert the device row, replacing any other: the session is now logged in as `device.jid`."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute(f"DELETE FROM {DEVICE_TABLE}")
         db.execute(
             f"INSERT INTO {DEVICE_TABLE} (jid, registration_id, noise_key, identity_key, signed_pre_key,"
@@ -137,21 +138,21 @@ def write_device(path: Path, device: DeviceKeys) -> None:
 
 def read_device_jid(path: Path) -> str | None:
     """The jid of the device row, or None when the session is not logged in."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         row = db.execute(f"SELECT jid FROM {DEVICE_TABLE} LIMIT 1").fetchone()
     return None if row is None else str(row[0])
 
 
 def read_identity(path: Path) -> tuple[str, bytes] | None:
     """(jid, identity public key material) of the device row; what a server checks at connect."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         row = db.execute(f"SELECT jid, noise_key FROM {DEVICE_TABLE} LIMIT 1").fetchone()
     return None if row is None else (str(row[0]), bytes(row[1]))
 
 
 def delete_device(path: Path) -> None:
     """What whatsmeow's `Store.Delete` does on a 401: the row goes (cascading to its keys)."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         db.execute("PRAGMA foreign_keys=ON")
         db.execute(f"DELETE FROM {DEVICE_TABLE}")
 
