@@ -1,17 +1,24 @@
 """neonize event -> protocol report, table-tested with neonize's own event classes.
 
-This module imports neonize but opens no session file, so it is safe in the
-test process (NOTES.md: never mix neonize and sqlite3 on one file in a process).
+The classes are neonize's generated protobuf messages (what `neonize.events`
+re-exports, checked below against that module's source), loaded from neonize's
+`proto` folder without importing the `neonize` package: that would load its Go
+core into the test process, where other tests open session files with sqlite3
+(NOTES.md; the vault refuses to run in a process that loaded neonize).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import re
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from neonize import events as ev
-from neonize.proto.Neonize_pb2 import JID, Node, NodeAttrs
 
 from connector.workers import protocol as wp
 from connector.workers.neonize_events import (
@@ -23,6 +30,23 @@ from connector.workers.neonize_events import (
     qr_report,
     translate,
 )
+
+
+def _neonize_event_classes() -> tuple[Any, SimpleNamespace]:
+    spec = importlib.util.find_spec("neonize")  # locates the package without running it
+    assert spec is not None and spec.origin is not None
+    package = Path(spec.origin).parent
+    sys.path.insert(0, str(package / "proto"))  # what neonize/proto/__init__.py does
+    protos = importlib.import_module("Neonize_pb2")
+    aliases = re.findall(
+        r"from \.proto\.Neonize_pb2 import (\w+) as (\w+)", (package / "events.py").read_text()
+    )
+    return protos, SimpleNamespace(**{alias: getattr(protos, name) for name, alias in aliases})
+
+
+pb, ev = _neonize_event_classes()
+JID, Node, NodeAttrs = pb.JID, pb.Node, pb.NodeAttrs
+assert "neonize" not in sys.modules
 
 A = "acct-1"
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -42,7 +66,7 @@ WHATSAPP_CODE = {
 }
 
 
-def node(**attrs: int | str) -> Node:
+def node(**attrs: int | str) -> Any:
     out = []
     for name, value in attrs.items():
         if isinstance(value, int):
@@ -110,9 +134,7 @@ def test_the_connect_failure_table_covers_every_reason() -> None:
         (None, wp.Disconnected(account=A, reason="connect failure with no code", code=None)),
     ],
 )
-def test_connect_failure_without_a_reason_reports_the_raw_code(
-    raw: Node | None, expected: wp.Message
-) -> None:
+def test_connect_failure_without_a_reason_reports_the_raw_code(raw: Any, expected: wp.Message) -> None:
     event = ev.ConnectFailureEv() if raw is None else ev.ConnectFailureEv(Raw=raw)
     assert translate(A, event, NOW) == expected
 
@@ -216,3 +238,8 @@ def test_parse_device_list(raw: bytes, expected: list[str]) -> None:
 def test_parse_device_list_rejects_errors(raw: bytes) -> None:
     with pytest.raises(SessionDatabaseError):
         parse_device_list(raw)
+
+
+def test_the_classes_are_the_ones_neonize_events_exports() -> None:
+    assert ev.LoggedOutEv is pb.LoggedOut and ev.QREv is pb.QR and ev.ConnectFailureEv is pb.ConnectFailure
+    assert {c.DESCRIPTOR.name for c in vars(ev).values()} >= set(LIFECYCLE_EVENTS)
