@@ -52,10 +52,16 @@ class Worker:
     @classmethod
     async def spawn(cls, *args: str, env: dict[str, str] | None = None) -> Worker:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "connector", "worker", *args,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            sys.executable,
+            "-m",
+            "connector",
+            "worker",
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, **(env or {})},
-        )  # fmt: skip
+        )
         return cls(proc)
 
     async def send(self, order: wp.Message) -> None:
@@ -93,7 +99,9 @@ async def neonize_figures(root: Path) -> None:
     whatsmeow.copy_template(template, session)
     whatsmeow.write_device(session, whatsmeow.DeviceKeys.random("15550001111:7@s.whatsapp.net"))
     began = time.perf_counter()
-    worker = await Worker.spawn("--transport", "neonize", env={"WA_KEEPER_NEONIZE_PROXY": "http://127.0.0.1:1"})
+    worker = await Worker.spawn(
+        "--transport", "neonize", env={"WA_KEEPER_NEONIZE_PROXY": "http://127.0.0.1:1"}
+    )
     await worker.send(wp.Start(account="n1", session_path=str(session)))
     await worker.until(wp.Disconnected, {"n1"})  # loaded, client created, dial failed
     ready = time.perf_counter() - began
@@ -108,20 +116,29 @@ async def neonize_figures(root: Path) -> None:
 async def sim_figures(root: Path, counts: list[int]) -> None:
     template = root / "template.db"
     server = await start_server(port=0)
+    baseline: int | None = None
     try:
         async with aiohttp.ClientSession() as http:
             for count in counts:
-                await _one_sim_run(root / f"sim-{count}", template, server.url, http, count)
+                rss = await _one_sim_run(
+                    root / f"sim-{count}", template, server.url, http, count, baseline=baseline
+                )
+                baseline = rss if baseline is None else baseline
     finally:
         await server.close()
 
 
-async def _one_sim_run(root: Path, template: Path, url: str, http: aiohttp.ClientSession, count: int) -> None:
+async def _one_sim_run(
+    root: Path, template: Path, url: str, http: aiohttp.ClientSession, count: int, *, baseline: int | None
+) -> int:
+    """One fresh sim worker with `count` accounts; returns its RSS (KiB)."""
     accounts = [f"s{count}-{i}" for i in range(count)]
     began = time.perf_counter()
     worker = await Worker.spawn("--transport", "sim", "--sim-url", url, "--template", str(template))
     for account in accounts:
-        await worker.send(wp.Start(account=account, session_path=str(root / account / whatsmeow.SESSION_FILE)))
+        await worker.send(
+            wp.Start(account=account, session_path=str(root / account / whatsmeow.SESSION_FILE))
+        )
     await worker.until(wp.Loaded, set(accounts))
     for account in accounts:
         await worker.send(wp.Pair(account=account))
@@ -133,10 +150,16 @@ async def _one_sim_run(root: Path, template: Path, url: str, http: aiohttp.Clien
     up = time.perf_counter() - began
     mem = memory_kib(worker.proc.pid)
     stop_s = await worker.stop_all(accounts)
+    marginal = (
+        f"{(mem['rss'] - baseline) / (count - 1):5.0f} KiB more per added account"
+        if baseline is not None and count > 1
+        else "the baseline"
+    )
     print(
         f"sim worker, {count:4d} accounts: rss {mem['rss'] / 1024:6.1f} MiB  private {mem['private'] / 1024:6.1f} MiB"
-        f"  ({mem['rss'] / count:7.0f} KiB rss per account; all paired+connected in {up:.2f} s, stop {stop_s:.2f} s)"
+        f"  ({marginal}; all paired+connected in {up:.2f} s, stop {stop_s:.2f} s)"
     )
+    return mem["rss"]
 
 
 async def main() -> None:
