@@ -7,6 +7,11 @@ its sessions are up: the neonize worker on a synthetic paired session whose
 dial fails offline (a closed local proxy), the sim worker with every account
 paired by QR and connected to an in-process sim-server (default intervals).
 Also prints how long `stop` took. Figures only; nothing is asserted.
+
+Measured on the development machine (2 vCPU, Linux 6.18, Python 3.11, neonize 0.5.2):
+  neonize worker, 1 account : rss 72.1 MiB, private 57.7 MiB (stop 0.02 s)
+  sim worker, 1 / 100 / 500 accounts: rss 40.3 / 43.1 / 52.4 MiB (~25-29 KiB per added account;
+  500 accounts paired by QR and connected in ~12 s, all stopped in 0.7 s)
 """
 
 from __future__ import annotations
