@@ -56,6 +56,7 @@ class NeonizeSession:
         self._connect_over = asyncio.Event()
         self._paired = False
         self._opened = False  # loaded without error: pairing or connecting makes sense
+        self._pairing_over = False  # QR codes ran out, pairing failed, or the dial failed
         self._connected = False
         self._qr_index = 0
 
@@ -91,6 +92,9 @@ class NeonizeSession:
             )
         if self._paired:
             return wp.Rejected(account=order.account, order="pair", reason="the session is already paired")
+        if self._pairing_over:
+            reason = "this pairing has ended; start a new worker to pair again"
+            return wp.Rejected(account=order.account, order="pair", reason=reason)
         if self._connect_thread is not None:
             return wp.Rejected(account=order.account, order="pair", reason="pairing already in progress")
         self._connect()
@@ -157,10 +161,11 @@ class NeonizeSession:
     def _on_status(self, status: str) -> None:
         assert self.account is not None
         if status in ("timeout", "error"):
+            self._pairing_over = True
             self._emit(wp.Disconnected(account=self.account, reason=f"pairing ended: {status}"))
 
     def _connect_ended(self, error: str | None) -> None:
-        self._connected = False
+        self._connected, self._pairing_over = False, not self._paired
         self._connect_over.set()
         if error is None or self.account is None:
             return
@@ -237,21 +242,29 @@ async def _read_orders(session: NeonizeSession, writer: ReportWriter, stopping: 
         if isinstance(item, wp.ProtocolError):
             log.warning("ignored a bad order line: %s", item)
             continue
-        reply: wp.Message | None = None
-        if isinstance(item, wp.Start):
-            reply = session.start(item)
-        elif item.account != session.account:
-            reply = wp.Rejected(account=item.account, order=item.TYPE, reason="not started")
-        elif isinstance(item, wp.Pair):
-            reply = session.pair(item)
-        elif isinstance(item, wp.Logout):
-            await session.logout()
-            break
-        elif isinstance(item, wp.Stop):
-            break
+        try:
+            reply, last = await _dispatch(session, item)
+        except Exception as exc:  # a bug of ours or neonize's: a report, not a traceback on stdout
+            log.exception("%s order failed", item.TYPE)
+            reply, last = wp.Fatal(account=item.account, message=f"{item.TYPE} failed: {exc}"[:1000]), False
         if reply is not None:
             writer.emit(reply)
+        if last:
+            break
     stopping.set()  # stop, logout or EOF (the supervisor is gone)
+
+
+async def _dispatch(session: NeonizeSession, order: wp.Message) -> tuple[wp.Message | None, bool]:
+    """Carry out one order: (a reply to write or None, whether it ends the worker)."""
+    if isinstance(order, wp.Start):
+        return session.start(order), False
+    if order.account != session.account:
+        return wp.Rejected(account=order.account, order=order.TYPE, reason="not started"), False
+    if isinstance(order, wp.Pair):
+        return session.pair(order), False
+    if isinstance(order, wp.Logout):
+        await session.logout()
+    return None, True  # logout or stop
 
 
 def _tame_logging() -> None:

@@ -75,6 +75,7 @@ class SimSession:
         self.account, self.path, self._link, self._emit = account, session_path, link, emit
         self._template, self._clock = template, clock or SystemClock()
         self.jid: str | None = None
+        self._opened = False  # the file was read without error: pairing or logging in makes sense
         self._noise_key: bytes | None = None
         self._task: asyncio.Task[None] | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -100,11 +101,14 @@ class SimSession:
             self._emit(wp.Fatal(account=self.account, message=f"session database {self.path}: {exc}"))
             return
         self.jid, self._noise_key = identity if identity else (None, None)
+        self._opened = True
         self._emit(wp.Loaded(account=self.account, jid=self.jid))
         if self.jid is not None:
             self._task = asyncio.create_task(self._run(pairing=False))
 
     async def pair(self) -> None:
+        if not self._opened:
+            raise OrderRejected("the session file could not be opened")
         if self.jid is not None:
             raise OrderRejected(f"already paired as {self.jid}")
         if self._task is not None and not self._task.done():

@@ -84,7 +84,22 @@ async def test_an_empty_database_asks_for_pairing(tmp_path: Path, sessions: dict
         assert await worker.next(wp.Loaded, "new") == wp.Loaded(account="new", jid=None)
         await worker.send(wp.Pair(account="new"))
         assert "dial" in (await worker.next(wp.Disconnected, "new")).reason  # QR codes need WhatsApp
+        await worker.send(wp.Pair(account="new"))
+        assert "start a new worker" in (await worker.next(wp.Rejected, "new")).reason
         await stop_and_time(worker, "new")
+
+
+async def test_logout_while_not_connected_says_so_and_stops(
+    tmp_path: Path, sessions: dict[str, Path]
+) -> None:
+    async with neonize_worker(tmp_path) as worker:
+        await worker.send(wp.Start(account="lo", session_path=str(sessions["paired"])))
+        await worker.next(wp.Disconnected, "lo")
+        await worker.send(wp.Logout(account="lo"))
+        assert "not connected" in (await worker.next(wp.Fatal, "lo")).message  # get_me/logout would abort
+        await worker.next(wp.Stopped, "lo", within=STOP_WITHIN_S)
+        assert await worker.exit_code(within=STOP_WITHIN_S) == 0
+    assert whatsmeow.read_device_jid(sessions["paired"]) == JID  # nothing was deleted
 
 
 async def test_a_corrupt_file_is_fatal_with_the_database_error_and_no_core_dump(

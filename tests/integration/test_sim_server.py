@@ -10,11 +10,14 @@ from contextlib import closing
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from connector.sessions import whatsmeow
 from connector.sim import wire
 from connector.sim.registry import ConnectionRecord, overlapping
+from connector.sim.server import SimConfig
 from connector.workers import protocol as wp
+from connector.workers.sim_session import OrderRejected
 from tests.integration.sim_support import DEADLINE_S, sim_stack, snapshot
 
 
@@ -217,3 +220,37 @@ async def test_garbage_on_the_websocket_closes_that_socket_only(tmp_path: Path) 
             answer = wire.load((await ws.receive(timeout=DEADLINE_S)).data, wire.TO_WORKER)
             assert answer == wire.LoggedOutFrame(reason_code=401, on_connect=True)  # unknown device
         assert await stack.api("GET", "/api/health") == (200, {"ok": True})
+
+
+async def test_unused_qr_codes_rotate_then_pairing_times_out(tmp_path: Path) -> None:
+    async with sim_stack(tmp_path, SimConfig(first_qr_s=0.3, next_qr_s=0.1, qr_codes=2)) as stack:
+        session = stack.session("lee")
+        await session.start()
+        await session.pair()
+        first = await stack.reports.next(wp.Qr, "lee")
+        second = await stack.reports.next(wp.Qr, "lee")
+        assert first.code != second.code
+        timed_out = await stack.reports.next(wp.Disconnected, "lee")
+        assert timed_out.reason == "pairing timed out: no QR code was scanned"
+        assert await stack.api("GET", "/api/qr") == (200, {"pending": []})
+        await session.stop()
+
+
+async def test_a_session_file_that_is_not_a_whatsmeow_database_is_fatal(tmp_path: Path) -> None:
+    async with sim_stack(tmp_path) as stack:
+        garbage = tmp_path / "garbage" / "session.db"
+        garbage.parent.mkdir()
+        garbage.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
+        other = tmp_path / "other" / "session.db"
+        other.parent.mkdir()
+        with closing(sqlite3.connect(other)) as db:
+            db.execute("CREATE TABLE notes (x)")
+        for account, path, problem in [("m1", garbage, "file is not a database"), ("m2", other, "whatsmeow")]:
+            session = stack.session(account, path=path)
+            await session.start()
+            fatal = await stack.reports.next(wp.Fatal, account)
+            assert problem in fatal.message and str(path) in fatal.message
+            assert not session.running
+            with pytest.raises(OrderRejected):
+                await session.pair()
+            await session.stop()
