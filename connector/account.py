@@ -264,6 +264,7 @@ class AccountState:
     pending_command: str | None = None  # command id waiting for the stop or operation
     pending_generation: int | None = None  # generation of a commanded restore
     ban_until: str | None = None  # RFC 3339 end of a temporary ban
+    deferred: tuple[CommandReceived, ...] = ()  # commands that arrived while busy
     after_stop: AfterStop = AfterStop.RELEASE
     status: AccountStatus = AccountStatus.CONNECTING
 

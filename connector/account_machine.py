@@ -51,7 +51,29 @@ STREAM_RESTART = 515
 
 
 def step(state: AccountState, signal: Signal, config: Config) -> Result:
-    """One transition: the new state and the actions to carry out, in order."""
+    """One transition: the new state and the actions to carry out, in order.
+
+    A command that arrives while the account is busy (restore order running,
+    worker stopping, an operation running) waits in `deferred` and is taken up
+    as soon as the account settles, in arrival order.
+    """
+    state, actions = _step(state, signal, config)
+    while state.deferred and not _busy(state):
+        command, rest = state.deferred[0], state.deferred[1:]
+        state, more = _step(replace(state, deferred=rest), command, config)
+        actions = [*actions, *more]
+    return state, actions
+
+
+BUSY = frozenset({Phase.STOPPING, Phase.RESTORING, Phase.WIPING, Phase.ENSURING})
+MAX_DEFERRED = 8
+
+
+def _busy(state: AccountState) -> bool:
+    return state.phase in BUSY or state.pending_command is not None
+
+
+def _step(state: AccountState, signal: Signal, config: Config) -> Result:
     match signal:
         case Begin(epoch=epoch):
             return _begin(replace(state, epoch=epoch, attempt=0))
@@ -290,10 +312,12 @@ def _operation_done(state: AccountState, done: OperationDone, config: Config) ->
 
 def _command(state: AccountState, command: CommandReceived, config: Config) -> Result:
     action, cid = command.action, command.command_id
-    if state.phase in (Phase.STOPPING, Phase.RESTORING, Phase.WIPING, Phase.ENSURING) or (
-        state.pending_command is not None
-    ):
-        return state, [FinishCommand(cid, False, f"busy ({state.phase.value}); try again")]
+    if _busy(state):
+        if len(state.deferred) >= MAX_DEFERRED:
+            return state, [
+                FinishCommand(cid, False, f"busy ({state.phase.value}) with commands queued; try again")
+            ]
+        return replace(state, deferred=(*state.deferred, command)), []
     if action is CommandAction.RESTORE:
         state = replace(state, pending_command=cid, pending_generation=command.generation)
         return _stop(state, AfterStop.RESTORE, S.RESTORING, "restoring a backup on command", config)

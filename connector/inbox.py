@@ -75,6 +75,9 @@ class CommandInbox:
             claimer.cancel()
             self._store.stop_listening()
 
+    def listening(self) -> bool:
+        return self._store.listening()
+
     async def reconcile(self) -> None:
         """Query pending commands of held accounts (what a listener may have missed)."""
         accounts = sorted(self._held())

@@ -33,6 +33,9 @@ from wa_wire.codec import parse_timestamp
 
 log = logging.getLogger("wa_keeper.supervisor")
 
+DISK_CHECKED = frozenset({a.Phase.CONNECTING, a.Phase.CONNECTED})
+"""Phases in which the disk session must be whole (not while starting or pairing)."""
+
 
 class Vault(Protocol):
     """What the supervisor needs of the session vault (sync; run in threads)."""
@@ -62,6 +65,10 @@ class Workers(Protocol):
     async def stop(self, account: str, kill: bool = False) -> None: ...
 
     def alive(self, account: str) -> bool: ...
+
+    def kill_all(self) -> None:
+        """Kill every worker now (the second SIGTERM)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -160,9 +167,16 @@ class Supervisor:
             await asyncio.wait_for(done.wait(), within_s)
         await self._forget(account)
 
+    async def fence(self, account: str) -> None:
+        """Stop the worker now and forget the account, writing nothing (the lease is not ours)."""
+        await self._forget(account, kill=True)
+
     async def shutdown(self, within_s: float) -> None:
         await asyncio.gather(*(self.release(acc, within_s) for acc in list(self._tasks)))
         await self.workers.close()
+
+    def kill_all(self) -> None:
+        self.workers.kill_all()
 
     def held(self) -> list[str]:
         return sorted(self._tasks)
@@ -277,7 +291,7 @@ class Supervisor:
             delay, self.deliver, account, a.TimerFired(arm.timer)
         )
 
-    async def _forget(self, account: str) -> None:
+    async def _forget(self, account: str, kill: bool = False) -> None:
         for key in [k for k in self._timers if k[0] == account]:
             self._timers.pop(key).cancel()
         task = self._tasks.pop(account, None)
@@ -288,7 +302,7 @@ class Supervisor:
         self._queues.pop(account, None)
         self._released.pop(account, None)
         view = self.views.pop(account, None)
-        if view is not None and view.state.phase in RUNNING:
+        if view is not None and (kill or view.state.phase in RUNNING) and self.workers.alive(account):
             await self.workers.stop(account, kill=True)
 
     # ---- health
@@ -302,6 +316,9 @@ class Supervisor:
             if not self.workers.alive(account):
                 view.last_health = "worker not running"
                 self.deliver(account, a.WorkerExited("the health check found no worker"))
+                continue
+            if view.state.jid is None or view.state.phase not in DISK_CHECKED:
+                view.last_health = "worker alive; pairing (no session to check yet)"
                 continue
             problem = await asyncio.to_thread(self.vault.disk_problem, account)
             if problem is not None:

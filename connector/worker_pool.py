@@ -68,6 +68,10 @@ class WorkerProcess:
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
 
+    def kill_all(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+
     def alive(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
@@ -191,6 +195,10 @@ class ProcessPerAccount:
         proc = self._procs.get(account)
         return proc is not None and proc.alive()
 
+    def kill_all(self) -> None:
+        for proc in self._procs.values():
+            proc.kill()
+
     def pids(self) -> dict[str, int]:
         return {acc: p.pid for acc, p in self._procs.items() if p.pid is not None}
 
@@ -262,6 +270,10 @@ class SharedProcess:
 
     def pid(self) -> int | None:
         return None if self._proc is None else self._proc.pid
+
+    def kill_all(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
 
     async def close(self) -> None:
         if self._proc is not None:

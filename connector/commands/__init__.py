@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from connector.commands import backups, doctor, pair, sim_server, status, worker
+from connector.commands import backups, doctor, pair, run, sim_server, status, worker
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 COMMANDS: list[Registrar] = [
+    run.register,
     pair.register,
     status.register,
     worker.register,

@@ -508,12 +508,23 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
         [FinishCommand("c5", False, "not connected: nothing to log out")],
     ),
     (
-        "busy: a second command while restoring",
+        "busy: a second command while restoring waits",
         at(Phase.RESTORING, pending_command="c1"),
         CommandReceived("c6", CommandAction.WIPE),
         Phase.RESTORING,
         S.CONNECTING,
-        [FinishCommand("c6", False, "busy (restoring); try again")],
+        [],
+    ),
+    (
+        "busy with a full queue: refused",
+        at(
+            Phase.ENSURING,
+            deferred=tuple(CommandReceived(f"q{i}", CommandAction.RECONNECT) for i in range(8)),
+        ),
+        CommandReceived("c6", CommandAction.WIPE),
+        Phase.ENSURING,
+        S.CONNECTING,
+        [FinishCommand("c6", False, "busy (ensuring) with commands queued; try again")],
     ),
     (
         "release while connected: final backup, then stop",
@@ -584,3 +595,13 @@ def test_backoff_attempts_grow_until_a_stable_connection() -> None:
 def test_the_qr_code_never_goes_into_an_event() -> None:
     _, actions = step(at(Phase.STARTING), Report(wp.Qr(account=A, code="2@secret", expires_at=EXPIRY)), CFG)
     assert all("2@secret" not in repr(a) for a in actions if isinstance(a, Emit))
+
+
+def test_a_command_deferred_while_ensuring_runs_once_the_account_settles() -> None:
+    state = at(Phase.ENSURING, jid=None)
+    state, actions = step(state, CommandReceived("c1", CommandAction.PAIR), CFG)
+    assert actions == [] and len(state.deferred) == 1
+    state, actions = step(state, EnsureDone(jid=None), CFG)
+    assert state.deferred == ()
+    assert FinishCommand("c1", True, "pairing started: a QR code follows") in actions
+    assert state.pairing_wanted and state.phase is Phase.BACKOFF

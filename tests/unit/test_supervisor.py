@@ -75,6 +75,9 @@ class FakeWorkers:
     def alive(self, account: str) -> bool:
         return account in self.running
 
+    def kill_all(self) -> None:
+        self.running.clear()
+
     async def close(self) -> None:
         self.running.clear()
 

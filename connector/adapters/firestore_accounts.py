@@ -1,0 +1,60 @@
+"""Which accounts should be driven: `accounts/{id}` with `desired: active`.
+
+One query listener keeps the set current; `refresh` re-reads it (the listener
+can stop silently after hours: NOTES.md) and the placement loop calls it now
+and then.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from wa_wire import Collections
+
+DESIRED_ACTIVE = "active"
+
+
+class FirestoreAccountDirectory:
+    def __init__(self, client: firestore.Client) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._active: set[str] = set()
+        self._watch: Any = None
+        self.loaded = threading.Event()
+
+    def _query(self) -> Any:
+        accounts = self._client.collection(Collections.ACCOUNTS)
+        return accounts.where(filter=FieldFilter("desired", "==", DESIRED_ACTIVE))
+
+    def listen(self) -> None:
+        self.stop()
+
+        def on_snapshot(docs: list[Any], _changes: Any, _read_time: Any) -> None:
+            with self._lock:
+                self._active = {doc.id for doc in docs}
+            self.loaded.set()
+
+        self._watch = self._query().on_snapshot(on_snapshot)
+
+    def listening(self) -> bool:
+        return self._watch is not None and bool(self._watch.is_active)
+
+    def refresh(self) -> set[str]:
+        ids = {doc.id for doc in self._query().select([]).stream()}
+        with self._lock:
+            self._active = ids
+        self.loaded.set()
+        return ids
+
+    def desired(self) -> set[str]:
+        with self._lock:
+            return set(self._active)
+
+    def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.unsubscribe()
+            self._watch = None

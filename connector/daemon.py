@@ -1,0 +1,297 @@
+"""`wa-keeper run`: the loops of one connector, around the supervisor.
+
+- placement: heartbeat in `connectors/{id}`, read the live connectors and the
+  accounts with `desired: active`, `assignment.plan` -> lease claims, handoffs;
+- leases: `LeaseElector` (acquired -> the supervisor holds the account; lost or
+  renew deadline missed -> the worker is stopped at once: self-fencing);
+- commands: `CommandInbox` (claims fenced by the epoch) -> the account's machine;
+- health: the supervisor's health pass, the volume marker, metrics;
+- events: the outbox drains to Pub/Sub; HTTP serves health, metrics, status.
+
+Shutdown (SIGTERM): final backups, status `unattended`, leases released (a
+standby takes over at once), heartbeat removed, outbox flushed; a second
+SIGTERM or the bound kills the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from connector import __version__
+from connector import account as a
+from connector.adapters.firestore_accounts import FirestoreAccountDirectory
+from connector.assignment import AssignmentConfig, ConnectorLiveness, plan
+from connector.clock import Clock
+from connector.http_api import HttpApi, Readiness
+from connector.inbox import CommandInbox
+from connector.lease_loop import LeaseElector
+from connector.metrics import ConnectorMetrics
+from connector.outbox import Outbox
+from connector.ports import ConnectorRegistry, EventPublisher, StatusUpdate, StatusWriter
+from connector.registry_record import ConnectorInfo
+from connector.supervisor import Supervisor
+from connector.vault import SessionVault
+from wa_wire import AccountStatus, CommandAction, EventType, LifecycleEvent
+
+log = logging.getLogger("wa_keeper.daemon")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    connector_id: str
+    host: str
+    capacity: int = 500
+    placement_every_s: float = 2.0
+    refresh_desired_every_s: float = 60.0
+    health_every_s: float = 30.0
+    shutdown_bound_s: float = 20.0
+    release_bound_s: float = 10.0
+    heartbeat_ttl_ms: int = 15_000
+    assignment: AssignmentConfig = field(default_factory=AssignmentConfig)
+
+
+class Daemon:
+    def __init__(
+        self,
+        *,
+        config: DaemonConfig,
+        clock: Clock,
+        supervisor: Supervisor,
+        vault: SessionVault,
+        elector_factory: Callable[[Daemon], LeaseElector],
+        registry: ConnectorRegistry,
+        directory: FirestoreAccountDirectory,
+        inbox_factory: Callable[[Daemon], CommandInbox],
+        status: StatusWriter,
+        outbox: Outbox,
+        publisher: EventPublisher,
+        http: Callable[[Readiness, Callable[[], dict[str, object]]], HttpApi],
+        metrics: ConnectorMetrics,
+    ) -> None:
+        self.config, self.clock = config, clock
+        self.supervisor, self.vault = supervisor, vault
+        self.registry, self.directory, self.status = registry, directory, status
+        self.outbox, self.publisher, self.metrics = outbox, publisher, metrics
+        self.elector = elector_factory(self)
+        self.inbox = inbox_factory(self)
+        self.readiness = Readiness()
+        self.http = http(self.readiness, self.status_view)
+        self.liveness = ConnectorLiveness()
+        self._handoffs: dict[str, float] = {}
+        self._releasing: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._placement_ok = False
+        self._last_refresh = -1e9
+
+    # ---- LeaseListener: called on the loop, must not block
+
+    def on_acquired(self, account: str, epoch: int) -> None:
+        log.info("lease of %s acquired at epoch %d", account, epoch)
+        self._event(EventType.LEASE_ACQUIRED, account, epoch)
+        self.supervisor.hold(account, epoch)
+        self._spawn(self.inbox.reconcile())  # commands issued before we held it
+
+    def on_lost(self, account: str, epoch: int) -> None:
+        log.warning("lease of %s lost (epoch %d): stopping its worker", account, epoch)
+        self._event(EventType.LEASE_LOST, account, epoch, "another holder took over")
+        self._spawn(self.supervisor.fence(account))
+
+    def on_renew_deadline_missed(self, account: str, epoch: int) -> None:
+        log.warning("lease of %s not renewed in time (epoch %d): stopping its worker", account, epoch)
+        self._event(EventType.LEASE_LOST, account, epoch, "renew deadline missed: self-fenced")
+        self._spawn(self.supervisor.fence(account))
+
+    def _event(self, kind: EventType, account: str, epoch: int, detail: str = "") -> None:
+        self.outbox.emit(
+            LifecycleEvent.new(
+                kind,
+                account_id=account,
+                connector_id=self.config.connector_id,
+                lease_epoch=epoch,
+                at=self.clock.now(),
+                detail=detail,
+            )
+        )
+
+    def deliver_command(
+        self, account: str, command_id: str, action: CommandAction, generation: int | None
+    ) -> None:
+        self.supervisor.deliver(account, a.CommandReceived(command_id, action, generation))
+
+    # ---- the loops
+
+    async def run(self) -> None:
+        """Start everything and run until `stop()`; then shut down gracefully."""
+        self.vault.open_volume()
+        try:
+            await self.publisher.ensure_topic()
+        except Exception as exc:  # the outbox keeps events until the topic works
+            log.error("topic not ready (events wait in the outbox): %s", exc)
+        self.directory.listen()
+        self._register_readiness()
+        await self.http.start()
+        self._tasks = [
+            asyncio.create_task(self.outbox.run_forever(), name="outbox"),
+            asyncio.create_task(self.elector.run(self._stop), name="leases"),
+            asyncio.create_task(self._every(self.config.placement_every_s, self.place), name="placement"),
+            asyncio.create_task(self.inbox.run(), name="inbox"),
+            asyncio.create_task(self._every(self.config.health_every_s, self.check_health), name="health"),
+        ]
+        await self._stop.wait()
+        await self.shutdown()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _every(self, seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+        while not self._stop.is_set():
+            try:
+                await work()
+            except Exception:
+                log.exception("%s failed; trying again in %.0f s", getattr(work, "__name__", "loop"), seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def place(self) -> None:
+        """One placement pass: heartbeat, plan, claims and handoffs."""
+        held = self.elector.held()
+        info = ConnectorInfo(
+            connector_id=self.config.connector_id,
+            host=self.config.host,
+            version=__version__,
+            capacity=self.config.capacity,
+            accounts_held=len(held),
+            ttl_ms=self.config.heartbeat_ttl_ms,
+        )
+        await self.registry.heartbeat(info)
+        view = await self.registry.list_connectors()
+        now = self.clock.monotonic()
+        live = self.liveness.capacities(view, now)
+        live.setdefault(self.config.connector_id, self.config.capacity)
+        if now - self._last_refresh > self.config.refresh_desired_every_s or not self.directory.listening():
+            await asyncio.to_thread(self.directory.refresh)
+            self._last_refresh = now
+            if not self.directory.listening():
+                self.directory.listen()
+        decided = plan(
+            self.config.connector_id,
+            live=live,
+            desired=self.directory.desired(),
+            held=[acc for acc in held if acc not in self._releasing],
+            handoffs=self._handoffs,
+            now=now,
+            config=self.config.assignment,
+        )
+        self.elector.set_claims({k: v for k, v in decided.claims.items() if k not in self._releasing})
+        for release in decided.releases:
+            if release.account not in self._releasing:
+                self._releasing.add(release.account)
+                self._handoffs[release.account] = now
+                self._spawn(self.hand_off(release.account))
+        self._placement_ok = True
+
+    async def hand_off(self, account: str) -> None:
+        """Final backup, status unattended, then release the lease (the next holder restores)."""
+        try:
+            epoch = self.elector.held().get(account)
+            await self.supervisor.release(account, within_s=self.config.release_bound_s)
+            if epoch is not None:
+                with contextlib.suppress(Exception):
+                    await self.status.write(
+                        account,
+                        StatusUpdate(
+                            status=AccountStatus.UNATTENDED,
+                            reason=f"released by {self.config.connector_id}; waiting for the next holder",
+                            epoch=epoch,
+                            holder=self.config.connector_id,
+                            jid=None,
+                        ),
+                    )
+            await self.elector.release(account)
+        finally:
+            self._releasing.discard(account)
+
+    async def check_health(self) -> None:
+        if await asyncio.to_thread(self.vault.volume_lost):
+            log.error("the sessions volume was wiped under us: restoring every held account")
+            await asyncio.to_thread(self.vault.open_volume)
+            for account, epoch in self.elector.held().items():
+                self._event(EventType.DISK_LOST, account, epoch, "volume marker gone: the disk was wiped")
+                self.supervisor.deliver(account, a.DiskUnhealthy("lost with the volume"))
+        await self.supervisor.check_health()
+        self.update_metrics()
+
+    def update_metrics(self) -> None:
+        counts: dict[str, int] = {}
+        for view in self.supervisor.views.values():
+            counts[view.state.status.value] = counts.get(view.state.status.value, 0) + 1
+        self.metrics.set_account_counts(counts)
+        self.metrics.outbox_depth.set(self.outbox.depth())
+
+    # ---- readiness and status
+
+    def _register_readiness(self) -> None:
+        self.readiness.register("placement", lambda: (self._placement_ok, "heartbeat and plan ran"))
+        self.readiness.register("command_listener", self._listener_check)
+        self.readiness.register("leases", self._lease_check)
+
+    def _listener_check(self) -> tuple[bool, str]:
+        alive = self.inbox.listening()
+        return alive, "listening" if alive else "command listener is down (it is recreated)"
+
+    def _lease_check(self) -> tuple[bool, str]:
+        held = self.elector.held()
+        if not held:
+            return True, "standby: holding no accounts"
+        return True, f"holding {len(held)} accounts"
+
+    def status_view(self) -> dict[str, object]:
+        held = self.elector.held()
+        return {
+            "connector_id": self.config.connector_id,
+            "standby": not held,
+            "held": len(held),
+            "leases": held,
+            "accounts": self.supervisor.snapshot(),
+            "outbox_depth": self.outbox.depth(),
+        }
+
+    # ---- shutdown
+
+    async def shutdown(self) -> None:
+        """Graceful handoff within the bound; whatever is left is killed."""
+        started = time.monotonic()
+        for task in self._tasks:
+            if task.get_name() in ("placement", "health", "inbox"):
+                task.cancel()
+        try:
+            await asyncio.wait_for(self._release_everything(), self.config.shutdown_bound_s)
+        except TimeoutError:
+            log.error("graceful shutdown exceeded %.0f s: killing workers", self.config.shutdown_bound_s)
+        await self.supervisor.workers.close()
+        with contextlib.suppress(Exception):
+            await self.registry.remove(self.config.connector_id)
+        await self.outbox.flush(timeout_s=3.0)
+        self.outbox.stop()
+        self.directory.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.http.stop()
+        self.outbox.close()
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+    async def _release_everything(self) -> None:
+        accounts = list(self.elector.held())
+        await asyncio.gather(*(self.hand_off(acc) for acc in accounts), return_exceptions=True)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
