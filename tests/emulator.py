@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 from google.cloud import firestore
 
 DEFAULT_PROJECT = "demo-wa-keeper"
@@ -32,8 +33,22 @@ def require_emulators() -> None:
         )
 
 
+@retry(
+    retry=retry_if_exception(
+        lambda e: (
+            isinstance(e, requests.HTTPError) and e.response is not None and e.response.status_code == 409
+        )
+    ),
+    wait=wait_exponential(multiplier=0.05, max=1),
+    stop=stop_after_attempt(10),
+    reraise=True,
+)
 def reset_firestore() -> None:
-    """Delete every document of the project (the emulator's REST reset)."""
+    """Delete every document of the project (the emulator's REST reset).
+
+    The emulator answers 409 while a transaction (e.g. a function's) holds a
+    lock; the reset is then tried again.
+    """
     host = os.environ["FIRESTORE_EMULATOR_HOST"]
     url = f"http://{host}/emulator/v1/projects/{project_id()}/databases/(default)/documents"
     response = requests.delete(url, timeout=30)
