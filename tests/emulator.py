@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 from google.cloud import firestore
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 DEFAULT_PROJECT = "demo-wa-keeper"
 
