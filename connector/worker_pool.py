@@ -55,8 +55,10 @@ class WorkerProcess:
         env: Mapping[str, str],
         on_report: Callable[[wp.Message | wp.ProtocolError], None],
         on_exit: Callable[[str], None],
+        command: list[str] | None = None,
     ) -> None:
         self.transport = transport
+        self._command = command or worker_command(transport)
         self._env = dict(env)
         self._on_report = on_report
         self._on_exit = on_exit
@@ -77,7 +79,7 @@ class WorkerProcess:
 
     async def spawn(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
-            *worker_command(self.transport),
+            *self._command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=None,  # worker logs go to the daemon's stderr
@@ -141,11 +143,16 @@ class ProcessPerAccount:
     """One worker process per account (neonize)."""
 
     def __init__(
-        self, deliver: Deliver, env: Mapping[str, str] | None = None, transport: str = "neonize"
+        self,
+        deliver: Deliver,
+        env: Mapping[str, str] | None = None,
+        transport: str = "neonize",
+        command: list[str] | None = None,
     ) -> None:
         self._deliver = deliver
         self._env = dict(os.environ if env is None else env)
         self._transport = transport
+        self._command = command  # tests run a stand-in worker; None: `wa-keeper worker`
         self._procs: dict[str, WorkerProcess] = {}
         self.restarts = 0
 
@@ -170,7 +177,7 @@ class ProcessPerAccount:
                 del self._procs[account]
                 self._deliver(account, a.WorkerExited(reason))
 
-        proc = WorkerProcess(self._transport, self._env, on_report, on_exit)
+        proc = WorkerProcess(self._transport, self._env, on_report, on_exit, self._command)
         self._procs[account] = proc
         self.restarts += 1
         await proc.spawn()
