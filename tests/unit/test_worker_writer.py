@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -60,3 +62,19 @@ def test_a_closed_pipe_marks_the_writer_broken_without_raising() -> None:
     writer.emit(wp.Stopped(account="a"))
     assert writer.broken
     os.close(write_end)
+
+
+def test_claim_stdout_keeps_stray_output_out_of_the_protocol() -> None:
+    """print() and raw writes to fd 1 (what neonize's Go side does) land on stderr."""
+    script = (
+        "import os\n"
+        "from connector.workers import protocol as wp\n"
+        "from connector.workers.writer import claim_stdout\n"
+        "writer = claim_stdout()\n"
+        "print('stray print', flush=True)\n"
+        "os.write(1, b'Login event: success\\n')\n"
+        "writer.emit(wp.Stopped(account='a'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True, timeout=60)
+    assert done.stdout == wp.encode_line(wp.Stopped(account="a"))
+    assert b"stray print" in done.stderr and b"Login event: success" in done.stderr
