@@ -145,9 +145,12 @@ class SimServer:
             await link.send(refusal)
             return
         older = self.live.get(hello.jid)
-        if older is not None:
-            self.registry.close_record(older.conn_id, "stream_replaced", self.clock.now())
-            await older.kick(wire.StreamReplacedFrame(), "stream_replaced")
+        if older is not None:  # the same device from elsewhere: the newer login wins
+            if older.end_reason is None and not older.link.ws.closed:
+                self.registry.close_record(older.conn_id, "stream_replaced", self.clock.now())
+                await older.kick(wire.StreamReplacedFrame(), "stream_replaced")
+            else:  # already ending (a drop, a stop) and not yet cleaned up: not a replacement
+                self.registry.close_record(older.conn_id, older.end_reason or "closed", self.clock.now())
         record = self.registry.open_record(hello.account, hello.jid, hello.label, self.clock.now())
         live = LiveDevice(link, hello.account, hello.jid, record.conn_id)
         self.live[hello.jid] = live
