@@ -79,7 +79,9 @@ def issue_command(
     params: dict[str, object] | None = None,
     reason: str = "",
     issued_by: str | None = None,
+    ttl_s: float = COMMAND_TTL_S,
 ) -> str:
+    """Write one command; it expires `ttl_s` after now (a connector never claims it later)."""
     now = clock.now()
     source = f"cli-{uuid.uuid4()}"
     command = Command(
@@ -90,7 +92,7 @@ def issue_command(
         issued_by=issued_by or cli_issuer(),
         source_event_id=source,
         issued_at=utc_timestamp(now),
-        expires_at=utc_timestamp(now + timedelta(seconds=COMMAND_TTL_S)),
+        expires_at=utc_timestamp(now + timedelta(seconds=ttl_s)),
     )
     command_id = command_id_for(source, action)
     client.collection(Collections.COMMANDS).document(command_id).create(encode(command))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from connector.commands import backups, doctor, pair, run, sim_server, status, worker
+from connector.commands import backups, control, doctor, pair, run, sim_server, status, worker
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -21,5 +21,6 @@ COMMANDS: list[Registrar] = [
     worker.register,
     sim_server.register,
     backups.register,
+    control.register,
     doctor.register,
 ]

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from connector.adapters.disk_sessions import check_account_id
+from connector.commands.control import add_timeout, command_and_wait, live_holder
 from connector.errors import KeeperError
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     restore.add_argument(
         "--require-persistent", action="store_true", help="fail when SESSIONS_PATH is on tmpfs/ramfs"
     )
-    restore.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the connector")
+    add_timeout(restore)
     restore.set_defaults(handler=run_restore)
 
 
@@ -83,14 +83,6 @@ def run_backups(args: argparse.Namespace) -> int:
     return 0
 
 
-def live_holder(lease: dict[str, Any], server_now: datetime) -> str | None:
-    """The connector holding a lease that has not expired (judged on the server's clock)."""
-    holder, renewed, ttl_ms = lease.get("holder"), lease.get("renewed_at"), lease.get("ttl_ms")
-    if not isinstance(holder, str) or not isinstance(renewed, datetime) or not isinstance(ttl_ms, int):
-        return None
-    return holder if renewed + timedelta(milliseconds=ttl_ms) > server_now else None
-
-
 def _lease(client: firestore.Client, account: str) -> tuple[int, str | None]:
     from wa_wire import Collections  # noqa: PLC0415
 
@@ -115,21 +107,11 @@ def run_restore(args: argparse.Namespace) -> int:
 
 
 def _restore_through_connector(client: firestore.Client, args: argparse.Namespace) -> int:
-    from connector import control_client as cc  # noqa: PLC0415
-    from connector.clock import SystemClock  # noqa: PLC0415
+    """Issue a restore command to the account's holder and wait for it (connector/commands/control.py)."""
     from wa_wire import CommandAction  # noqa: PLC0415
 
-    cc.account_doc(client, args.account)
     params: dict[str, object] = {} if args.generation is None else {"generation": args.generation}
-    command_id = cc.issue_command(client, SystemClock(), args.account, CommandAction.RESTORE, params=params)
-    print(f"restore of {args.account} issued (command {command_id}); waiting…", file=sys.stderr)
-    result = cc.wait_for_command(client, command_id, args.timeout, lambda status: None)
-    outcome = result.get("result") if isinstance(result.get("result"), dict) else {}
-    message = str((outcome or {}).get("message", ""))
-    if result.get("status") != "done":
-        raise KeeperError(f"restore of {args.account} {result.get('status')}: {message}")
-    print(message or f"{args.account} restored")
-    return 0
+    return command_and_wait(client, args.account, CommandAction.RESTORE, params, args.timeout)
 
 
 def _restore_locally(client: firestore.Client, settings: Settings, args: argparse.Namespace) -> int:
