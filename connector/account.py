@@ -161,7 +161,10 @@ class SendOrder:
 
 @dataclass(frozen=True)
 class Backup:
+    """Back the session up; `final` ones (before a release) finish before anything else."""
+
     while_connected: bool
+    final: bool = False
 
 
 @dataclass(frozen=True)

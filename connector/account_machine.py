@@ -354,7 +354,7 @@ def _command(state: AccountState, command: CommandReceived, config: Config) -> R
 
 def _stop_requested(state: AccountState, final_backup: bool, config: Config) -> Result:
     backup: list[Action] = (
-        [Backup(while_connected=True)] if final_backup and state.phase is Phase.CONNECTED else []
+        [Backup(while_connected=True, final=True)] if final_backup and state.phase is Phase.CONNECTED else []
     )
     if state.phase is Phase.IDLE:
         return state, [Stopped()]

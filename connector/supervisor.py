@@ -83,6 +83,7 @@ class SupervisorConfig:
     backoff_initial_s: float = 1.0
     backoff_max_s: float = 60.0
     backoff_jitter_s: float = 1.0
+    max_parallel_backups: int = 8
     max_parallel_starts: int = 16
     """At most this many accounts run the restore order at once: a restart of
     hundreds of accounts becomes a steady stream instead of a storm."""
@@ -136,6 +137,8 @@ class Supervisor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._timers: dict[tuple[str, a.Timer], asyncio.TimerHandle] = {}
         self._starts = asyncio.Semaphore(config.max_parallel_starts)
+        self._backups = asyncio.Semaphore(config.max_parallel_backups)
+        self._backup_tasks: dict[str, asyncio.Task[None]] = {}
         self._released: dict[str, asyncio.Event] = {}
 
     # ---- feeding signals
@@ -223,9 +226,16 @@ class Supervisor:
                     wp.Pair(account=account) if order == "pair" else wp.Logout(account=account)
                 )
                 await self.workers.send(account, message)
-            case a.Backup(while_connected=while_connected) if state.jid is not None:
-                await asyncio.to_thread(self.vault.backup, account, state.jid, state.epoch, while_connected)
-                view.last_backup_at = self.clock.now()
+            case a.Backup(while_connected=while_connected, final=final) if state.jid is not None:
+                running = self._backup_tasks.get(account)
+                if final:  # before a release: the newest state must be in the backup
+                    if running is not None:
+                        await asyncio.wait([running])
+                    await self._backup(account, state.jid, state.epoch, while_connected)
+                elif running is None or running.done():  # else the running one covers it
+                    self._backup_tasks[account] = asyncio.create_task(
+                        self._backup(account, state.jid, state.epoch, while_connected)
+                    )
             case a.MarkGood(generation=generation):
                 await asyncio.to_thread(self.vault.mark_good, account, generation)
             case a.Restore(generation=generation):
@@ -250,6 +260,18 @@ class Supervisor:
                 await self.commands.finish(cid, ok, text)
             case a.Stopped():
                 self._released[account].set()
+
+    async def _backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
+        """One backup, off the account's signal loop: reports keep flowing meanwhile."""
+        try:
+            async with self._backups:
+                await asyncio.to_thread(self.vault.backup, account, jid, epoch, while_connected)
+        except Exception:
+            log.exception("account %s: backup failed", account)
+            return
+        view = self.views.get(account)
+        if view is not None:
+            view.last_backup_at = self.clock.now()
 
     def _event(self, state: a.AccountState, emit: a.Emit) -> LifecycleEvent:
         return LifecycleEvent.new(
@@ -301,6 +323,7 @@ class Supervisor:
                 await task
         self._queues.pop(account, None)
         self._released.pop(account, None)
+        self._backup_tasks.pop(account, None)
         view = self.views.pop(account, None)
         if view is not None and (kill or view.state.phase in RUNNING) and self.workers.alive(account):
             await self.workers.stop(account, kill=True)

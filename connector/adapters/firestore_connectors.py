@@ -10,7 +10,11 @@ wall clock. Malformed documents are reported in the listing and left alone.
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import Any, TypeVar
 
 from google.cloud import firestore
 
@@ -18,11 +22,19 @@ from connector.lease_record import LeaseError, check_id, to_micros
 from connector.registry_record import ConnectorInfo, ConnectorRecord, RegistryView
 from wa_wire.names import Collections
 
+T = TypeVar("T")
+
 
 class FirestoreConnectorRegistry:
     def __init__(self, client: firestore.Client) -> None:
         self._db = client
+        # Its own threads: a renewal must never wait behind backups or status writes
+        # in the default executor, or the renew deadline passes and the lease is lost.
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wa-registry")
         self._started: dict[str, datetime] = {}
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
 
     def _ref(self, connector_id: str) -> firestore.DocumentReference:
         return self._db.collection(Collections.CONNECTORS).document(check_id("connector id", connector_id))
@@ -50,12 +62,12 @@ class FirestoreConnectorRegistry:
         return RegistryView(tuple(records), None if read_time is None else to_micros(read_time), invalid)
 
     async def heartbeat(self, info: ConnectorInfo) -> ConnectorRecord:
-        return await asyncio.to_thread(self._heartbeat, info)
+        return await self._run(self._heartbeat, info)
 
     async def list_connectors(self) -> RegistryView:
-        return await asyncio.to_thread(self._list)
+        return await self._run(self._list)
 
     async def remove(self, connector_id: str) -> None:
         ref = self._ref(connector_id)
-        await asyncio.to_thread(ref.delete)
+        await self._run(ref.delete)
         self._started.pop(connector_id, None)

@@ -14,9 +14,11 @@ transactions (backup manifests, command claims, status writes).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.cloud import firestore
 
@@ -42,6 +44,9 @@ GET_ALL_BATCH = 300
 Rule = Callable[[LeaseRecord | None], Mapping[str, Any] | None]
 
 
+T = TypeVar("T")
+
+
 def _record(account: str, snapshot: Any) -> LeaseRecord | None:
     return LeaseRecord.from_fields(account, snapshot.to_dict() or {}) if snapshot.exists else None
 
@@ -64,6 +69,12 @@ def check_epoch(
 class FirestoreLeaseStore:
     def __init__(self, client: firestore.Client) -> None:
         self._db = client
+        # Its own threads: a renewal must never wait behind backups or status writes
+        # in the default executor, or the renew deadline passes and the lease is lost.
+        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wa-leases")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
 
     def _ref(self, account: str) -> firestore.DocumentReference:
         return self._db.collection(Collections.LEASES).document(check_id("account", account))
@@ -106,36 +117,34 @@ class FirestoreLeaseStore:
         return LeaseView(account, apply_write(account, current, fields, stamp), stamp, written=True)
 
     async def get(self, account: str) -> LeaseView:
-        return await asyncio.to_thread(self._get, account)
+        return await self._run(self._get, account)
 
     async def get_many(self, accounts: Sequence[str]) -> list[LeaseView]:
         for account in accounts:
             check_id("account", account)
-        return await asyncio.to_thread(self._get_many, list(accounts))
+        return await self._run(self._get_many, list(accounts))
 
     async def try_acquire(
         self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
     ) -> LeaseView:
         check_id("holder", holder)
         check_ttl_ms(ttl_ms)
-        return await asyncio.to_thread(
+        return await self._run(
             self._write, account, lambda cur: acquire_fields(cur, expected, holder, ttl_ms)
         )
 
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         check_id("holder", holder)
         check_ttl_ms(ttl_ms)
-        return await asyncio.to_thread(
-            self._write, account, lambda cur: renew_fields(cur, holder, epoch, ttl_ms)
-        )
+        return await self._run(self._write, account, lambda cur: renew_fields(cur, holder, epoch, ttl_ms))
 
     async def release(self, account: str, holder: str, epoch: int) -> LeaseView:
         check_id("holder", holder)
-        return await asyncio.to_thread(self._write, account, lambda cur: release_fields(cur, holder, epoch))
+        return await self._run(self._write, account, lambda cur: release_fields(cur, holder, epoch))
 
     def _current_epoch(self, account: str) -> int:
         snapshot = self._ref(account).get()
         return epoch_of(account, snapshot.to_dict() if snapshot.exists else None)
 
     async def current_epoch(self, account: str) -> int:
-        return await asyncio.to_thread(self._current_epoch, account)
+        return await self._run(self._current_epoch, account)

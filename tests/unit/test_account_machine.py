@@ -532,7 +532,12 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
         CommandReceived("c7", CommandAction.RELEASE),
         Phase.STOPPING,
         S.CONNECTED,
-        [FinishCommand("c7", True, "released"), Backup(True), SetStatus(S.CONNECTED, "stopping"), *STOPPING],
+        [
+            FinishCommand("c7", True, "released"),
+            Backup(True, final=True),
+            SetStatus(S.CONNECTED, "stopping"),
+            *STOPPING,
+        ],
     ),
     # --- shutdown
     (
@@ -541,7 +546,7 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
         StopRequested(),
         Phase.STOPPING,
         S.CONNECTED,
-        [Backup(True), SetStatus(S.CONNECTED, "stopping"), *STOPPING],
+        [Backup(True, final=True), SetStatus(S.CONNECTED, "stopping"), *STOPPING],
     ),
     (
         "stop while backing off: nothing to stop",
