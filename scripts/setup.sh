@@ -48,3 +48,14 @@ fi
 
 # 4. Emulator binaries -> .cache/emulators/env.sh (sourced by scripts/firebase).
 .venv/bin/python scripts/find_emulators.py .cache/emulators
+
+# 5. systemd-analyze: tests/unit/test_deploy.py verifies deploy/systemd/wa-keeper.service.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    note "apt-get install systemd (for systemd-analyze)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
+  else
+    die "systemd-analyze not found: install Debian's systemd package (sudo apt-get install -y systemd)"
+  fi
+fi
