@@ -73,23 +73,30 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
             return SharedProcess(deliver, env)
         return ProcessPerAccount(deliver, env)
 
+    bridge = VaultBridge(vault, metrics, clock)
     supervisor = Supervisor(
         connector_id=settings.connector_id,
         sessions_path=settings.sessions_path,
-        vault=VaultBridge(vault),
+        vault=bridge,
         workers_factory=workers,
         status=status,
         events=outbox,
         commands=StoreResults(command_store, settings.connector_id),
         clock=clock,
         config=SupervisorConfig(machine=MachineConfig(backup_interval_s=settings.backup_interval_s)),
+        metrics=metrics,
     )
     lease_config = LeaseConfig.for_ttl(settings.lease_ttl_s)
     lease_store = FirestoreLeaseStore(client)
 
     def elector(daemon: Daemon) -> LeaseElector:
         return LeaseElector(
-            store=lease_store, holder=settings.connector_id, config=lease_config, clock=clock, listener=daemon
+            store=lease_store,
+            holder=settings.connector_id,
+            config=lease_config,
+            clock=clock,
+            listener=daemon,
+            metrics=metrics,
         )
 
     def inbox(daemon: Daemon) -> CommandInbox:
@@ -124,4 +131,5 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
             settings, registry=metrics.registry, readiness=readiness, status=view
         ),
         metrics=metrics,
+        backup_gauges=bridge.refresh_backup_gauges,
     )

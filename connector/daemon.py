@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from connector import __version__
@@ -72,8 +72,10 @@ class Daemon:
         publisher: EventPublisher,
         http: Callable[[Readiness, Callable[[], dict[str, object]]], HttpApi],
         metrics: ConnectorMetrics,
+        backup_gauges: Callable[[Mapping[str, bool]], None] | None = None,
     ) -> None:
         self.config, self.clock = config, clock
+        self.backup_gauges = backup_gauges  # VaultBridge.refresh_backup_gauges
         self.supervisor, self.vault = supervisor, vault
         self.registry, self.directory, self.status = registry, directory, status
         self.outbox, self.publisher, self.metrics = outbox, publisher, metrics
@@ -233,6 +235,10 @@ class Daemon:
             counts[view.state.status.value] = counts.get(view.state.status.value, 0) + 1
         self.metrics.set_account_counts(counts)
         self.metrics.outbox_depth.set(self.outbox.depth())
+        if self.backup_gauges is not None:
+            self.backup_gauges(
+                {acc: v.state.status is AccountStatus.CONNECTED for acc, v in self.supervisor.views.items()}
+            )
 
     # ---- readiness and status
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from connector.clock import Clock
 from connector.lease import Action, LeaseConfig, Local, decide
 from connector.lease_record import LeaseError, LeaseView, check_id
+from connector.metrics import ConnectorMetrics
 
 if TYPE_CHECKING:
     from connector.ports import LeaseStore
@@ -58,9 +59,11 @@ class LeaseElector:
         clock: Clock,
         listener: LeaseListener,
         max_in_flight: int = 16,
+        metrics: ConnectorMetrics | None = None,
     ) -> None:
         self.holder = check_id("holder", holder)
         self.store, self.config, self.clock, self.listener = store, config, clock, listener
+        self.metrics = metrics if metrics is not None else ConnectorMetrics()
         self._local: dict[str, Local] = {}
         self._claims: dict[str, float] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -205,6 +208,7 @@ class LeaseElector:
                     return  # stopped holding it (deadline, release) while waiting for a slot
                 else:
                     view = await self.store.renew(account, self.holder, local.held_epoch, self.config.ttl_ms)
+                    self.metrics.lease_renew_seconds.observe(max(0.0, self.clock.monotonic() - sent))
             except Exception as exc:
                 level = logging.WARNING if local.failed_mono is None else logging.DEBUG  # once per outage
                 log.log(level, "lease %s of %s failed: %s", action.value, account, exc)

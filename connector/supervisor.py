@@ -26,6 +26,7 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from connector import account as a
 from connector.account_machine import RUNNING, step
 from connector.clock import Clock
+from connector.metrics import ConnectorMetrics
 from connector.ports import EventSink, StatusUpdate, StatusWriter
 from connector.workers import protocol as wp
 from wa_wire import AccountStatus, LifecycleEvent
@@ -107,6 +108,8 @@ class AccountView:
     last_backup_at: datetime | None = None
     last_health: str = "not checked yet"
     connected_at: datetime | None = None
+    worker_starts: int = 0  # since the lease was taken (metrics: later ones are restarts)
+    connected_since_start: bool = False  # the next start is then a reconnect (metrics)
 
 
 class Supervisor:
@@ -122,8 +125,10 @@ class Supervisor:
         commands: CommandResults,
         clock: Clock,
         config: SupervisorConfig,
+        metrics: ConnectorMetrics | None = None,
     ) -> None:
         self.connector_id = connector_id
+        self.metrics = metrics if metrics is not None else ConnectorMetrics()
         self.sessions_path = sessions_path
         self.vault = vault
         self.status = status
@@ -218,6 +223,7 @@ class Supervisor:
                     done = await asyncio.to_thread(self.vault.ensure, account, state.jid, state.epoch)
                 self.deliver(account, done)
             case a.StartWorker():
+                self._count_start(account, view)
                 await self.workers.start(account, self.sessions_path / account)
             case a.StopWorker(kill=kill):
                 await self.workers.stop(account, kill=kill)
@@ -249,6 +255,7 @@ class Supervisor:
             case a.SetStatus():
                 if action.status is AccountStatus.CONNECTED:
                     view.connected_at = self.clock.now()
+                    view.connected_since_start = True
                 await self.status.write(account, self._status_update(view, action))
             case a.Arm():
                 self._arm(account, action)
@@ -272,6 +279,15 @@ class Supervisor:
         view = self.views.get(account)
         if view is not None:
             view.last_backup_at = self.clock.now()
+
+    def _count_start(self, account: str, view: AccountView) -> None:
+        """Every start after the first of this hold is a worker restart; one after a connection, a reconnect."""
+        if view.worker_starts:
+            self.metrics.worker_restarts.labels(account=account).inc()
+        if view.connected_since_start:
+            self.metrics.reconnects.labels(account=account).inc()
+        view.worker_starts += 1
+        view.connected_since_start = False
 
     def _event(self, state: a.AccountState, emit: a.Emit) -> LifecycleEvent:
         return LifecycleEvent.new(

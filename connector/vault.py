@@ -147,7 +147,12 @@ class SessionVault:
                     if taken_while_connected and not newest.good:
                         self.store.mark_good(account, newest.generation)
                         self._newest[account] = (epoch, dataclasses.replace(newest, good=True))
-                    return BackupOutcome(BackupStatus.UNCHANGED, newest.generation)
+                    return BackupOutcome(
+                        BackupStatus.UNCHANGED,
+                        newest.generation,
+                        taken_at=newest.created_at,
+                        good=newest.good or taken_while_connected,
+                    )
                 generation = self.store.reserve_generation(account, epoch)
                 sealed = self.keys.seal(snap.data, account=account, generation=generation)
                 self.store.write_chunks(account, generation, sealed.chunks)
@@ -184,7 +189,13 @@ class SessionVault:
                 generation,
             )
             self._clean_orphans(account, below=generation)
-            return BackupOutcome(BackupStatus.WRITTEN, generation)
+            return BackupOutcome(
+                BackupStatus.WRITTEN,
+                generation,
+                uploaded_bytes=sum(len(chunk) for chunk in sealed.chunks),
+                taken_at=manifest.created_at,
+                good=manifest.good,
+            )
 
     def _clean_orphans(self, account: str, below: int) -> None:
         """Chunks of writers that died before their manifest: never a generation, so delete them."""

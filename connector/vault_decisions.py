@@ -6,6 +6,7 @@ Kept apart from connector/vault.py so the decisions read without the I/O around 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from connector.adapters.disk_sessions import DiskHealth, DiskState
@@ -23,6 +24,12 @@ class BackupOutcome:
     status: BackupStatus
     generation: int | None = None
     reason: str = ""
+    uploaded_bytes: int = 0
+    """Encrypted bytes written to the store (0 unless WRITTEN)."""
+    taken_at: datetime | None = None
+    """When the generation that now holds the disk session was taken (WRITTEN or UNCHANGED)."""
+    good: bool = False
+    """That generation is good (taken while connected, or confirmed since)."""
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,8 @@ def describe(action: CommandAction, account: str, data: dict[str, Any]) -> str:
             f"{action.value} of {account}: claimed by {data.get('claimed_by', '?')} "
             f"(lease epoch {data.get('claimed_epoch', '?')}), running"
         )
-    return f"{action.value} of {account}: {status}"
+    by = f" by {data['claimed_by']}" if data.get("claimed_by") else ""
+    return f"{action.value} of {account}: {status}{by}"
 
 
 def outcome(action: CommandAction, account: str, data: dict[str, Any]) -> tuple[int, str]:

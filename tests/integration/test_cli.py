@@ -256,7 +256,9 @@ def test_pair_reconnect_restore_and_wipe_against_a_running_connector(
     reconnected = cli("reconnect", A, "--timeout", "60", cwd=tmp_path)
     assert reconnected.returncode == 0, reconnected.stderr
     assert reconnected.stdout.startswith(f"reconnect of {A} done")
-    assert f"reconnect of {A}: claimed by conn-ops" in reconnected.stderr, "progress names the claimer"
+    progress = reconnected.stderr.splitlines()
+    # the claim is shown when the listener sees it (a fast connector may be done first)
+    assert f"reconnect of {A}: done by conn-ops" in progress, "progress names the connector"
     e2e.wait_status(A, "connected", 60)
 
     restored = cli("restore", A, "--generation", str(generation), "--timeout", "60", cwd=tmp_path)
