@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from connector.commands import backups, control, doctor, pair, run, sim_server, status, worker
+from connector.commands import backups, control, demo, doctor, pair, run, sim_server, status, worker
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -23,4 +23,5 @@ COMMANDS: list[Registrar] = [
     backups.register,
     control.register,
     doctor.register,
+    demo.register,
 ]
