@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests import emulator
 from tests.integration.stack_support import ROOT, Stack, stack, wait_until
@@ -238,6 +240,33 @@ def good_generation(e2e: Stack) -> int | None:
     return int(backup["generation"]) if backup.get("good") else None
 
 
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in /metrics text (parsed by prometheus-client); 0 when absent."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+def assert_metrics_counted(e2e: Stack, connector_id: str) -> None:
+    """What the operator's commands did shows on the connector's /metrics."""
+    _proc, port = e2e.connectors[connector_id]
+
+    def scraped() -> str | None:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        connected = metric(text, "wa_keeper_accounts", status="connected") == 1
+        return text if connected and f'wa_keeper_backup_age_seconds{{account="{A}"}}' in text else None
+
+    text = wait_until("the health loop's gauges on /metrics", scraped, 30)
+    assert metric(text, "wa_keeper_reconnects_total", account=A) >= 1
+    assert metric(text, "wa_keeper_worker_restarts_total", account=A) >= 2  # reconnect, restore
+    assert metric(text, "wa_keeper_restores_total", source="backup", outcome="ok") >= 1
+    assert metric(text, "wa_keeper_backup_uploaded_bytes_total") > 0
+    assert metric(text, "wa_keeper_lease_renew_seconds_count") >= 1
+    assert 0 <= metric(text, "wa_keeper_backup_age_seconds", account=A) < 300
+
+
 def test_pair_reconnect_restore_and_wipe_against_a_running_connector(
     ops_stack: Stack, tmp_path: Path
 ) -> None:
@@ -265,6 +294,8 @@ def test_pair_reconnect_restore_and_wipe_against_a_running_connector(
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith(f"restore of {A} done: restored generation {generation}")
     e2e.wait_status(A, "connected", 60)
+
+    assert_metrics_counted(e2e, "conn-ops")
 
     missing = cli("restore", A, "--generation", "999", "--timeout", "60", cwd=tmp_path)
     assert missing.returncode == 1
