@@ -35,7 +35,11 @@ def good_backup(e2e: Stack, account: str) -> bool:
 
 
 def commands(e2e: Stack, account: str) -> list[dict[str, Any]]:
-    docs = e2e.client.collection(Collections.COMMANDS).where(filter=FieldFilter("account_id", "==", account)).stream()
+    docs = (
+        e2e.client.collection(Collections.COMMANDS)
+        .where(filter=FieldFilter("account_id", "==", account))
+        .stream()
+    )
     return sorted((d.to_dict() or {} for d in docs), key=lambda c: c["issued_at"])
 
 
