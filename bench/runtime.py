@@ -104,7 +104,9 @@ def measure(stack: Stack, topic: str, accounts: list[str]) -> None:
     puller = threading.Thread(target=pull, daemon=True)
     puller.start()
     start = time.monotonic()  # from the process start: interpreter, imports, leases, restores
-    proc = stack.start_connector("bench-a", WA_KEEPER_BACKUP_INTERVAL_S="10", WA_KEEPER_HEALTH_INTERVAL_S="30")
+    proc = stack.start_connector(
+        "bench-a", WA_KEEPER_BACKUP_INTERVAL_S="10", WA_KEEPER_HEALTH_INTERVAL_S="30"
+    )
     idle_rss, cpu0 = rss_mib(proc.popen.pid), cpu_s(proc.popen.pid)  # at its first /status answer
     wait_until("all connected again", lambda: connected(stack, "bench-a") == len(accounts), 900, 0.2)
     elapsed = time.monotonic() - start
