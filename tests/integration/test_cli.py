@@ -211,7 +211,7 @@ def test_nobody_claims_the_command_it_expires_and_the_wait_ends_with_exit_1(
 def pair_through_cli(e2e: Stack, cwd: Path) -> tuple[subprocess.CompletedProcess[str], str]:
     """`wa-keeper pair` in the background while the test scans its QR at the sim-server."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "connector", "pair", A, "--timeout", "90"],
+        [sys.executable, "-m", "connector", "pair", A, "--timeout", "120"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -227,8 +227,8 @@ def pair_through_cli(e2e: Stack, cwd: Path) -> tuple[subprocess.CompletedProcess
         return status == 200
 
     try:
-        wait_until("a QR code waiting at the sim-server", scanned, 60)
-        out, err = proc.communicate(timeout=90)
+        wait_until("a QR code waiting at the sim-server", scanned, 90)
+        out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
