@@ -2,7 +2,10 @@
 
 One query listener keeps the set current; `refresh` re-reads it (the listener
 can stop silently after hours: NOTES.md) and the placement loop calls it now
-and then.
+and then. A refresh never overwrites a listener snapshot that arrived while it
+was reading: its answer is then the older one, and taking it made the daemon
+release accounts activated meanwhile as "not desired" (seen with 200 accounts
+activated in batches: a pairing lost its lease, the account fell to needs_qr).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ class FirestoreAccountDirectory:
         self._lock = threading.Lock()
         self._active: set[str] = set()
         self._watch: Any = None
+        self._snapshots = 0  # listener snapshots so far: a refresh that raced one is dropped
         self.loaded = threading.Event()
 
     def _query(self) -> Any:
@@ -36,6 +40,7 @@ class FirestoreAccountDirectory:
         def on_snapshot(docs: list[Any], _changes: Any, _read_time: Any) -> None:
             with self._lock:
                 self._active = {doc.id for doc in docs}
+                self._snapshots += 1
             self.loaded.set()
 
         self._watch = self._query().on_snapshot(on_snapshot)
@@ -44,9 +49,13 @@ class FirestoreAccountDirectory:
         return self._watch is not None and bool(self._watch.is_active)
 
     def refresh(self) -> set[str]:
+        with self._lock:
+            seen = self._snapshots
         ids = {doc.id for doc in self._query().select([]).stream()}
         with self._lock:
-            self._active = ids
+            if self._snapshots == seen:
+                self._active = ids
+            ids = set(self._active)
         self.loaded.set()
         return ids
 

@@ -1,0 +1,195 @@
+"""Failover of many accounts between two `wa-keeper run` processes (issue #6).
+
+Two connectors (default 15 s lease TTL) and sim-server; N simulated accounts
+whose rendezvous ranking prefers `bench-a`: `bench-a` pairs them (in batches,
+alone), then `bench-b` starts and stays a standby. Then:
+
+1. kill -9 of `bench-a`: seconds from the kill until each account is logged in
+   again from `bench-b` (sim-server's connection records), p50 / p90 / max,
+   and how many took longer than TTL + 5 s;
+2. graceful handoff: `bench-a` starts again (the preferred host), `bench-b`
+   gets SIGTERM: seconds until `bench-b` has exited (final backups, status
+   `unattended`, leases released) and until each account is logged in from
+   `bench-a`;
+3. the double-connection check over both phases: intervals in which one
+   device was driven from two places, against the renew-deadline bound.
+
+Needs the emulators (scripts/dev_emulators.sh start), e.g.:
+  FIRESTORE_EMULATOR_HOST=127.0.0.1:9180 PUBSUB_EMULATOR_HOST=127.0.0.1:9185 \
+  GOOGLE_CLOUD_PROJECT=demo-bench .venv/bin/python bench/failover.py --accounts 200
+Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import google.cloud.pubsub_v1 as pubsub_v1  # noqa: PLR0402 - mypy sees the module this way
+from google.api_core.exceptions import AlreadyExists
+from google.cloud import firestore
+
+from connector.lease import LeaseConfig
+from tests import emulator
+from tests.integration import failover_support as fs
+from tests.integration.sim_records import Connection, double_connections
+from tests.integration.stack_support import Stack, wait_until
+from tests.pubsub_pull import unique_topic
+
+A, B = "bench-a", "bench-b"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def back_after(moment: float, records: list[Connection], accounts: list[str]) -> dict[str, float]:
+    """Seconds from `moment` to each account's first login after it."""
+    first: dict[str, float] = {}
+    for record in sorted(records, key=lambda r: r.start):
+        if record.start >= moment and record.account not in first:
+            first[record.account] = record.start - moment
+    return {account: first[account] for account in accounts if account in first}
+
+
+def summary(label: str, seconds: dict[str, float], bound: float | None = None) -> None:
+    values = list(seconds.values())
+    line = (
+        f"  {label}: p50 {statistics.median(values):6.2f} s   p90 {percentile(values, 0.9):6.2f} s"
+        f"   max {max(values):6.2f} s   ({len(values)} accounts)"
+    )
+    if bound is not None:
+        late = sorted((s, a) for a, s in seconds.items() if s > bound)
+        line += f"   over {bound:g} s: {len(late)}"
+        if late:
+            line += " (" + ", ".join(f"{a} {s:.1f} s" for s, a in late[-5:]) + ")"
+    print(line, flush=True)
+
+
+def kill_9(stack: Stack, accounts: list[str], ttl_s: float, deadline_s: float) -> None:
+    proc, _port = stack.connectors[A]
+    killed_at = time.time()
+    proc.signal(signal.SIGKILL)
+    proc.popen.wait(10)
+    wait_until(f"{B} holding every account", lambda: fs.connected_once(stack, B, accounts), deadline_s, 0.5)
+    print(f"\nkill -9 of {A} holding {len(accounts)} accounts, TTL {ttl_s:g} s ({_load()}):")
+    summary(
+        "logged in again from the survivor",
+        back_after(killed_at, fs.records(stack, accounts), accounts),
+        ttl_s + 5,
+    )
+
+
+def handoff(stack: Stack, accounts: list[str], env: dict[str, str], deadline_s: float) -> None:
+    stack.start_connector(A, **env)
+    wait_until(f"{A} registered", lambda: fs.registered(stack, [A]), 30)
+    proc, _port = stack.connectors[B]
+    started = time.time()
+    signalled = time.monotonic()
+    proc.signal(signal.SIGTERM)
+    code = proc.popen.wait(120)
+    exited = time.monotonic() - signalled
+    wait_until(f"{A} holding every account", lambda: fs.connected_once(stack, A, accounts), deadline_s, 0.5)
+    print(f"\ngraceful handoff, SIGTERM of {B} holding {len(accounts)} accounts ({_load()}):")
+    print(
+        f"  {B} exited (final backups, unattended, leases released): {exited:6.2f} s (exit code {code}; target <= 3 s)"
+    )
+    summary(
+        "logged in again from the preferred host",
+        back_after(started, fs.records(stack, accounts), accounts),
+        3.0,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=200)
+    parser.add_argument("--ttl", type=float, default=15.0, help="WA_KEEPER_LEASE_TTL_S (default 15)")
+    parser.add_argument("--backup-interval", type=float, default=10.0, help="WA_KEEPER_BACKUP_INTERVAL_S")
+    parser.add_argument("--churn-ms", type=int, default=5000, help="sim-server key churn per account")
+    parser.add_argument("--batch", type=int, default=25, help="accounts paired at once while setting up")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # still stop the stack's processes
+    emulator.require_emulators()
+    emulator.reset_firestore()
+    lease = LeaseConfig.for_ttl(args.ttl)
+    env = {
+        "WA_KEEPER_LEASE_TTL_S": str(args.ttl),
+        "WA_KEEPER_BACKUP_INTERVAL_S": str(args.backup_interval),
+        "WA_KEEPER_HEALTH_INTERVAL_S": "30",
+    }
+    accounts = fs.preferring(A, [A, B], args.accounts, "fo")
+    tmp = Path(tempfile.mkdtemp(prefix="wa-keeper-failover-"))
+    topic = unique_topic("bench-failover")
+    publisher = pubsub_v1.PublisherClient()
+    with contextlib.suppress(AlreadyExists):
+        publisher.create_topic(name=publisher.topic_path(emulator.project_id(), topic))
+    stack = Stack(tmp=tmp, topic=topic, client=firestore.Client(project=emulator.project_id()))
+    deadline_s = (
+        args.ttl + 60 + args.accounts
+    )  # a minute of lock expiry (see tests/integration/test_failover.py)
+    try:
+        stack.start_sim("--keepalive-ms", "5000", "--churn-ms", str(args.churn_ms))
+        stack.start_connector(A, **env)
+        print(f"pairing {len(accounts)} simulated accounts on {A}…", flush=True)
+        t0 = time.monotonic()
+        for start in range(0, len(accounts), args.batch):
+            fs.pair_many(stack, accounts[start : start + args.batch], 600)
+        wait_until("a good backup of each", lambda: _good(stack, accounts), 600, 1)
+        wait_until(f"{A} holding all", lambda: fs.connected_once(stack, A, accounts), 120, 0.5)
+        print(f"paired and backed up in {time.monotonic() - t0:.1f} s; {_load()}", flush=True)
+        stack.start_connector(B, **env)
+        wait_until("both registered", lambda: fs.registered(stack, [A, B]), 30)
+        settle(stack, accounts, args.ttl)
+        standby = stack.http_status(B) or {}
+        print(f"{B} standing by: standby={standby.get('standby')}, held={standby.get('held')}; {_load()}")
+
+        kill_9(stack, accounts, args.ttl, deadline_s)
+        handoff(stack, accounts, env, deadline_s)
+
+        found = double_connections(fs.records(stack, accounts), time.time())
+        beyond = [d for d in found if d.seconds > lease.renew_deadline_s]
+        longest = max((d.seconds for d in found), default=0.0)
+        print(
+            f"\ndouble connections (sim-server records, both phases): {len(found)} intervals,"
+            f" longest {longest:.2f} s, beyond the {lease.renew_deadline_s:g} s renew deadline: {len(beyond)}"
+        )
+    finally:
+        stack.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+def settle(stack: Stack, accounts: list[str], ttl_s: float) -> None:
+    """Wait until no lease of the holder changed epoch for a whole TTL (no renewal trouble left)."""
+    last, since = fs.leases(stack.client, accounts), time.monotonic()
+    while time.monotonic() - since < ttl_s:
+        time.sleep(1)
+        now = fs.leases(stack.client, accounts)
+        if now != last:
+            last, since = now, time.monotonic()
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} on {os.cpu_count()} CPUs"
+
+
+def _good(stack: Stack, accounts: list[str]) -> bool:
+    docs = fs.accounts_docs(stack.client, accounts)
+    return all((doc.get("backup") or {}).get("good") for doc in docs.values())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

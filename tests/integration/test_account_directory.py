@@ -1,0 +1,76 @@
+"""FirestoreAccountDirectory against the emulator: a refresh never hides an account the listener already saw.
+
+The bug this guards: `refresh` read the `desired: active` accounts, an account
+was activated meanwhile and the listener took it in, then the refresh
+overwrote the set with its older answer; the daemon released the new account
+as "not desired" (a pairing lost its lease and fell to needs_qr).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from google.cloud import firestore
+
+from connector.adapters.firestore_accounts import FirestoreAccountDirectory
+from connector.control_client import activate_account
+from tests.integration.stack_support import wait_until
+from wa_wire import Collections
+
+
+class ActivatedDuringRead(FirestoreAccountDirectory):
+    """Activates `late` after the refresh's query has read, and waits until the listener has it."""
+
+    def __init__(self, client: firestore.Client, late: str) -> None:
+        super().__init__(client)
+        self.late = late
+        self.refreshing = False
+
+    def _query(self) -> Any:
+        query = super()._query()
+        if not self.refreshing:
+            return query
+        directory = self
+
+        class Hooked:
+            def select(self, fields: list[str]) -> Hooked:
+                self.inner = query.select(fields)
+                return self
+
+            def stream(self) -> Iterator[Any]:
+                answer = list(self.inner.stream())  # read before the activation
+                activate_account(directory._client, directory.late)
+                wait_until(
+                    "the listener seeing the late account", lambda: directory.late in directory.desired(), 30
+                )
+                return iter(answer)
+
+        return Hooked()
+
+
+def test_a_refresh_does_not_drop_an_account_the_listener_saw_meanwhile(
+    clean_firestore: firestore.Client,
+) -> None:
+    activate_account(clean_firestore, "early")
+    directory = ActivatedDuringRead(clean_firestore, "late")
+    directory.listen()
+    try:
+        wait_until("the listener's first snapshot", lambda: directory.desired() == {"early"}, 30)
+        directory.refreshing = True
+        assert directory.refresh() == {"early", "late"}
+        assert directory.desired() == {"early", "late"}
+    finally:
+        directory.stop()
+
+
+def test_a_refresh_takes_what_a_silent_listener_missed(clean_firestore: firestore.Client) -> None:
+    activate_account(clean_firestore, "kept")
+    directory = FirestoreAccountDirectory(clean_firestore)
+    directory.listen()
+    wait_until("the listener's first snapshot", lambda: directory.desired() == {"kept"}, 30)
+    directory.stop()  # a listener that stopped: only the refresh sees changes now
+    clean_firestore.collection(Collections.ACCOUNTS).document("kept").update({"desired": "stopped"})
+    activate_account(clean_firestore, "new")
+    assert directory.refresh() == {"new"}
+    assert directory.desired() == {"new"}
