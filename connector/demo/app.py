@@ -151,15 +151,16 @@ class Demo:
                     watch.start()
                 dashboard.start()
                 await self.script(stack, runner, http)
-                self.report.final_docs = store.snapshot().docs
                 self.res.script_done = True
                 if self.options.keep_running:
                     dashboard.stop()
+                    self.report.final_docs = store.snapshot().docs
                     self.console.print(table(self.report))
                     dashboard.start()
                     self.say("--keep-running: the stack stays up; Ctrl-C stops everything")
                     await asyncio.Event().wait()
             finally:
+                self.report.final_docs = store.snapshot().docs
                 if not self.report.final_devices and stack.sim_url:
                     with contextlib.suppress(KeeperError):
                         self.report.final_devices = await stack.devices(http)
@@ -202,6 +203,8 @@ class Demo:
             if not self.options.fast:
                 await asyncio.sleep(3)  # a moment to read the story before it happens
             self.report.steps.append(await runner.run(step))
+        self.say("waiting for every account to show connected (late policy writes settle)")
+        self.report.final_live = await runner.settle(60)
         self.report.final_devices = await stack.devices(http)
 
     def _show_qr(self, account: str, code: str) -> None:
@@ -217,7 +220,8 @@ class Demo:
         """Final table, JSON report, secrets removed; the exit code."""
         report, run_dir = self.report, self.run_dir
         found = problems(report)
-        self.console.print(table(report))
+        if report.final_docs or report.steps:
+            self.console.print(table(report))
         killed = report.processes_killed_at_end
         if killed:
             self.say(f"{len(killed)} processes of this run outlived their parents; killed by pid: {killed}")

@@ -150,8 +150,9 @@ class AccountWatch:
         self._watch: Any = None
 
     def start(self) -> None:
-        def on_change(docs: list[Any], _changes: Any, _read_time: Any) -> None:
-            for doc in docs:
+        def on_change(_docs: list[Any], changes: list[Any], _read_time: Any) -> None:
+            for change in changes:  # only what changed: an untouched document keeps its arrival time
+                doc = change.document
                 if doc.exists:
                     self._store.put_doc(doc.id, doc.to_dict() or {})
 

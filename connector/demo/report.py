@@ -27,6 +27,7 @@ class DemoReport:
     initial_devices: dict[str, str] = field(default_factory=dict)  # account -> jid after pairing
     final_devices: dict[str, str] = field(default_factory=dict)
     final_docs: dict[str, AccountDoc] = field(default_factory=dict)
+    final_live: dict[str, bool] = field(default_factory=dict)  # logged in at the simulated WhatsApp
     processes_left: list[int] = field(default_factory=list)
     processes_killed_at_end: list[int] = field(default_factory=list)
     error: str | None = None
@@ -40,6 +41,7 @@ class AccountSummary:
     same_device: bool | None  # None: not known (the run stopped before it was checked)
     final_status: str
     holder: str
+    live: bool | None
 
     @property
     def ok(self) -> bool:
@@ -60,6 +62,7 @@ def summarize(report: DemoReport) -> list[AccountSummary]:
                 same_device=None if initial is None or final is None else initial == final,
                 final_status=doc.status if doc else "-",
                 holder=(doc.holder or "-") if doc else "-",
+                live=report.final_live.get(account),
             )
         )
     return rows
@@ -77,6 +80,8 @@ def problems(report: DemoReport) -> list[str]:
             found.append(f"{row.account} needed a QR code")
         if row.account not in logged_out and row.outcomes and row.same_device is False:
             found.append(f"{row.account} is not on the device it was paired as")
+        if row.live is False:
+            found.append(f"{row.account} is not logged in at the end ({row.final_status})")
         if row.account in logged_out and not row.needed_qr:
             found.append(f"{row.account} was really logged out but no QR was shown")
     if report.steps and not logged_out:
@@ -92,7 +97,7 @@ def _seconds(outcome: AccountOutcome) -> str:
 
 def table(report: DemoReport) -> Table:
     result = Table(title="What happened to each account", title_justify="left", show_lines=True)
-    for header in ("account", "fault", "outcome", "QR", "recovery", "device", "final"):
+    for header in ("account", "fault", "outcome", "QR", "recovery", "device", "at the end"):
         result.add_column(header)
     for row in summarize(report):
         faults = "\n".join(o.step for o in row.outcomes) or "-"
@@ -101,15 +106,9 @@ def table(report: DemoReport) -> Table:
         qr = Text("QR", style="red") if row.needed_qr else Text("no QR", style="green")
         device = {True: "same", False: "new", None: "?"}[row.same_device]
         style = "green" if row.ok else "red"
-        result.add_row(
-            row.account,
-            faults,
-            Text(outcomes, style=style),
-            qr,
-            times,
-            device,
-            f"{row.final_status} @ {row.holder}",
-        )
+        online = {True: "logged in", False: "NOT logged in", None: "?"}[row.live]
+        final = f"{online}; {row.final_status} @ {row.holder}"
+        result.add_row(row.account, faults, Text(outcomes, style=style), qr, times, device, final)
     return result
 
 
@@ -125,6 +124,7 @@ def to_json(report: DemoReport, run_problems: Sequence[str]) -> dict[str, Any]:
                 "same_device": row.same_device,
                 "final_status": row.final_status,
                 "holder": row.holder,
+                "live": row.live,
                 "faults": [
                     {
                         "step": o.step,

@@ -9,6 +9,7 @@ not see.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -119,6 +120,23 @@ class Runner:
                 return
             await asyncio.sleep(0.25)
         raise DemoError(f"not reached within {within_s:.0f} s: {what}")
+
+    async def settle(self, within_s: float) -> dict[str, bool]:
+        """After the script: wait (bounded) until every account is logged in and shown connected."""
+        self.current = "settling"
+        live: dict[str, bool] = {}
+
+        async def settled() -> bool:
+            nonlocal live
+            live = await self.stack.live(self.http, self.accounts)
+            docs = self.store.snapshot().docs
+            return all(live.values()) and all(
+                a in docs and docs[a].status == "connected" for a in self.accounts
+            )
+
+        with contextlib.suppress(DemoError):  # not settled: the final table shows where each one stands
+            await self._until(settled, within_s, "every account connected")
+        return live
 
     # ---- steps
 

@@ -4,6 +4,9 @@ Each `Step` names a fault, who it hits and what should follow. `pick_targets`
 says which accounts a step hits (a connector's accounts are those it holds at
 that moment); `judge` reads one account's newest document and the events seen
 since the fault and says whether it has recovered, needs a QR, or failed.
+A status alone is not proof of a wipe (the policy may write one late, from
+an event delivered late): `needs_qr` counts once the connector has said
+`wiped` or `session_missing` since the fault.
 The runner (connector/demo/runner.py) only acts and waits on these answers.
 """
 
@@ -155,8 +158,9 @@ def judge(base: Baseline, doc: AccountDoc | None, events: Sequence[SeenEvent]) -
         return Verdict(Phase.QR_ASKED, "a QR code was asked for", pairing[0].seen_at)
     if doc is None:
         return Verdict(Phase.WAITING, "no account document yet")
-    if doc.status == "needs_qr":
-        return Verdict(Phase.NEEDS_QR, doc.reason or "needs a QR code", doc.seen_at)
+    gone = [e for e in events if e.type in ("wiped", "session_missing")]
+    if doc.status == "needs_qr" and gone:  # the connector found nothing to restore, or wiped it
+        return Verdict(Phase.NEEDS_QR, doc.reason or "needs a QR code", max(doc.seen_at, gone[-1].seen_at))
     if doc.status == "connected" and doc.last_connected_at != base.last_connected_at:
         if base.jid is not None and doc.jid != base.jid:
             return Verdict(Phase.OTHER_DEVICE, f"connected as {doc.jid}, not {base.jid}", doc.seen_at)

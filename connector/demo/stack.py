@@ -210,6 +210,14 @@ class DemoStack:
     async def scan(self, http: aiohttp.ClientSession, account: str) -> None:
         await self.sim_call(http, "POST", "/api/scan", {"account": account})
 
+    async def live(self, http: aiohttp.ClientSession, accounts: list[str]) -> dict[str, bool]:
+        """Whether each account has a logged-in connection at the simulated WhatsApp right now."""
+        found = {}
+        for account in accounts:
+            data = await self.sim_call(http, "GET", f"/api/accounts/{account}")
+            found[account] = bool(data.get("live"))
+        return found
+
     async def devices(self, http: aiohttp.ClientSession) -> dict[str, str]:
         """The device each account has linked at the simulated WhatsApp (account -> jid)."""
         data = await self.sim_call(http, "GET", "/api/devices")

@@ -51,7 +51,7 @@ def good_report() -> DemoReport:
     ]
     final = dict(devices, **{"acct-02": "15550000002:2@s.whatsapp.net"})
     docs = {a: AccountDoc(a, status="connected", holder="keeper-a") for a in ACCOUNTS}
-    return DemoReport(list(ACCOUNTS), steps, devices, final, docs)
+    return DemoReport(list(ACCOUNTS), steps, devices, final, docs, dict.fromkeys(ACCOUNTS, True))
 
 
 def test_a_good_run_has_no_problems() -> None:
@@ -79,6 +79,10 @@ def _device_changed(report: DemoReport) -> None:
     report.final_devices["acct-03"] = "15550000003:2@s.whatsapp.net"
 
 
+def _not_logged_in(report: DemoReport) -> None:
+    report.final_live["acct-01"] = False
+
+
 def _no_real_logout(report: DemoReport) -> None:
     del report.steps[3]
 
@@ -98,6 +102,7 @@ def _stopped_early(report: DemoReport) -> None:
         (_qr_on_transient, "acct-01 needed a QR code"),
         (_no_qr_on_real_logout, "acct-02 was really logged out but no QR was shown"),
         (_device_changed, "acct-03 is not on the device it was paired as"),
+        (_not_logged_in, "acct-01 is not logged in at the end"),
         (_no_real_logout, "no account was really logged out"),
         (_process_left, "processes left behind: [4242]"),
         (_stopped_early, "the demo stopped early: sim-server exited unexpectedly"),
@@ -111,8 +116,9 @@ def test_each_kind_of_failure_is_a_problem(spoil: Callable[[DemoReport], None], 
 
 
 def test_an_unknown_final_device_is_shown_as_unknown_not_as_a_failure() -> None:
-    report = dataclasses.replace(good_report(), final_devices={})
+    report = dataclasses.replace(good_report(), final_devices={}, final_live={})
     assert {r.same_device for r in summarize(report)} == {None}
+    assert {r.live for r in summarize(report)} == {None}
     assert problems(report) == []
 
 
@@ -140,3 +146,4 @@ def test_the_table_shows_every_account_with_its_faults_and_times() -> None:
     assert "real logout (device unlinked)" in text
     assert "3.0 s" in text
     assert text.count("no QR") == 2
+    assert text.count("logged in; connected @ keeper-a") == 3

@@ -46,6 +46,9 @@ def event(kind: str, generation: int | None = None, connector: str = CONNECTOR_A
         (doc(connected="t2"), [], Phase.RECOVERED),
         (doc(connected="t2", jid="15550000001:2@s.whatsapp.net"), [], Phase.OTHER_DEVICE),
         (doc("needs_qr"), [event("wiped")], Phase.NEEDS_QR),
+        (doc("needs_qr"), [event("session_missing")], Phase.NEEDS_QR),
+        (doc("needs_qr"), [], Phase.WAITING),  # a late policy write, not a wipe: the connector said nothing
+        (doc("needs_qr"), [event("logged_out")], Phase.WAITING),
         (doc(connected="t2"), [event("pairing")], Phase.QR_ASKED),  # a QR, even if it came back
         (doc("pairing"), [event("pairing")], Phase.QR_ASKED),
     ],
