@@ -2,6 +2,7 @@
 # Both install what they need first (scripts/setup.sh, idempotent).
 PROJECT ?= demo-wa-keeper
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 VENV := .venv/bin
 
 .PHONY: setup test lint unit demo clean
@@ -16,7 +17,7 @@ lint: setup
 	PYTHONPATH=functions $(VENV)/lint-imports
 
 test: lint
-	GOOGLE_CLOUD_PROJECT=$(PROJECT) scripts/firebase emulators:exec --project $(PROJECT) \
+	GOOGLE_CLOUD_PROJECT=$(PROJECT) FUNCTIONS_DISCOVERY_TIMEOUT=120 scripts/firebase emulators:exec --project $(PROJECT) \
 	  --only firestore,pubsub,functions \
 	  "$(VENV)/python -m pytest -p no:cacheprovider -q $(PYTEST_ARGS)"
 
@@ -24,8 +25,9 @@ test: lint
 unit: setup
 	$(VENV)/python -m pytest -q tests/unit
 
+# The local stack and a narrated fault script (wa-keeper demo); e.g. DEMO_ARGS="--accounts 3 --fast".
 demo: setup
-	@echo "make demo arrives with the operator issue (#8); run 'make test' for now." >&2; exit 1
+	$(VENV)/python -m connector demo $(DEMO_ARGS)
 
 clean:
 	rm -rf .venv functions/venv node_modules .cache
