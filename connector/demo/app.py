@@ -16,7 +16,6 @@ import shutil
 import signal
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +32,7 @@ from connector.demo.report import DemoReport, problems, table, to_json
 from connector.demo.runner import Runner
 from connector.demo.stack import DemoStack, StackOptions
 from connector.errors import KeeperError
-from wa_wire import DEFAULT_TOPIC, Collections
+from wa_wire import DEFAULT_TOPIC
 
 SWEEP_EVERY_S = 5.0
 """Cloud Scheduler runs the sweep every 5 minutes; the demo, standing in for it, every 5 s."""
@@ -100,8 +99,13 @@ def run(options: DemoOptions, console: Console) -> int:
         if not demo.res.script_done:
             demo.report.error = "interrupted"
     finally:
-        demo.say("stopping everything the demo started…")
-        demo.res.close(demo.report)
+        demo.say("stopping everything the demo started… (Ctrl-C is ignored until it is done)")
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            demo.res.close(demo.report)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return demo.finish()
 
 
@@ -128,7 +132,7 @@ class Demo:
         )
         self.res.stack = stack
         stack.prepare()
-        await _require_empty(stack)
+        await stack.require_empty(self.accounts)
         store = Observations(time.monotonic)
         async with aiohttp.ClientSession() as http:
             scheduler = emu.Scheduler(hosts.hub, hosts.project, http)
@@ -145,7 +149,7 @@ class Demo:
                 self.console,
                 lambda: render(store.snapshot(), self.accounts, runner.current, datetime.now(UTC)),
             )
-            sweeper = asyncio.create_task(_sweep_forever(scheduler, self.say))
+            sweeper = asyncio.create_task(scheduler.run_forever(SWEEP_EVERY_S, self.say))
             try:
                 for watch in watches:
                     watch.start()
@@ -191,7 +195,7 @@ class Demo:
         await stack.start_sim()
         connectors = (script.CONNECTOR_A, script.CONNECTOR_B)
         await asyncio.gather(*(stack.start_connector(c, http) for c in connectors))
-        await _both_registered(stack)
+        await stack.both_registered((script.CONNECTOR_A, script.CONNECTOR_B), SETTLE_PLACEMENT_S)
         self.say(f"pairing {len(self.accounts)} accounts (each QR scanned at the simulated WhatsApp)")
         await runner.pair_all(240)
         self.report.initial_devices = dict(runner.initial_jids)
@@ -245,41 +249,3 @@ class Demo:
             style="green",
         )
         return 0
-
-
-async def _both_registered(stack: DemoStack) -> None:
-    wanted = {script.CONNECTOR_A, script.CONNECTOR_B}
-
-    def registered() -> set[str]:
-        return {d.id for d in stack.client.collection(Collections.CONNECTORS).stream()} & wanted
-
-    deadline = asyncio.get_running_loop().time() + 30
-    while await asyncio.to_thread(registered) != wanted:
-        if asyncio.get_running_loop().time() > deadline:
-            raise emu.DemoError("the two connectors did not both register within 30 s")
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(SETTLE_PLACEMENT_S)
-
-
-async def _require_empty(stack: DemoStack) -> None:
-    def existing() -> int:
-        return sum(1 for _ in stack.client.collection(Collections.ACCOUNTS).limit(50).stream())
-
-    found = await asyncio.to_thread(existing)
-    if found:
-        raise emu.DemoError(
-            f"the emulator project already has {found} accounts: the demo needs an empty one"
-            " (restart the emulators, or unset FIRESTORE_EMULATOR_HOST to let the demo start its own)"
-        )
-
-
-async def _sweep_forever(scheduler: emu.Scheduler, say: Callable[[str], None]) -> None:
-    said = False
-    while True:
-        await asyncio.sleep(SWEEP_EVERY_S)
-        try:
-            await scheduler.run_sweep()
-        except emu.DemoError as exc:
-            if not said:
-                say(f"the scheduled sweep failed (the demo goes on): {exc}")
-                said = True

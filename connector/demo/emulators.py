@@ -13,10 +13,11 @@ emulator's `/backends` listing).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,19 @@ class Scheduler:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DemoError(f"the sweep could not be run: {type(exc).__name__}") from exc
         self.runs += 1
+
+    async def run_forever(self, every_s: float, say: Callable[[str], None]) -> None:
+        """Run the sweep every `every_s`; say so when it starts failing and when it works again."""
+        failing = False
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self.run_sweep()
+            except DemoError as exc:
+                if not failing:
+                    say(f"the scheduled sweep failed (the demo goes on, and tries again): {exc}")
+                failing = True
+                continue
+            if failing:
+                say("the scheduled sweep runs again")
+            failing = False

@@ -46,9 +46,12 @@ class AccountDoc:
     strikes: int = 0
     qr_code: str | None = field(default=None, repr=False)
     seen_at: float = 0.0
+    updated: datetime | None = None  # the document version's update time (server clock)
 
     @classmethod
-    def of(cls, account: str, data: dict[str, Any], seen_at: float) -> AccountDoc:
+    def of(
+        cls, account: str, data: dict[str, Any], seen_at: float, updated: datetime | None = None
+    ) -> AccountDoc:
         backup, strikes, qr = _dict(data.get("backup")), _dict(data.get("strikes")), _dict(data.get("qr"))
         epoch, generation, count = data.get("lease_epoch"), backup.get("generation"), strikes.get("count")
         connected = data.get("last_connected_at")
@@ -66,6 +69,7 @@ class AccountDoc:
             strikes=count if isinstance(count, int) else 0,
             qr_code=qr.get("code") if isinstance(qr.get("code"), str) else None,
             seen_at=seen_at,
+            updated=updated,
         )
 
 
@@ -120,10 +124,13 @@ class Observations:
     def now(self) -> float:
         return self._monotonic()
 
-    def put_doc(self, account: str, data: dict[str, Any]) -> None:
-        doc = AccountDoc.of(account, data, self._monotonic())
+    def put_doc(self, account: str, data: dict[str, Any], updated: datetime | None = None) -> None:
+        """Keep a document version unless a newer one (by update time) is already here."""
+        doc = AccountDoc.of(account, data, self._monotonic(), updated)
         with self._lock:
-            self._docs[account] = doc
+            known = self._docs.get(account)
+            if known is None or known.updated is None or updated is None or updated >= known.updated:
+                self._docs[account] = doc
 
     def put_event(self, raw: bytes) -> None:
         try:
@@ -154,7 +161,7 @@ class AccountWatch:
             for change in changes:  # only what changed: an untouched document keeps its arrival time
                 doc = change.document
                 if doc.exists:
-                    self._store.put_doc(doc.id, doc.to_dict() or {})
+                    self._store.put_doc(doc.id, doc.to_dict() or {}, doc.update_time)
 
         self._watch = self._client.collection(Collections.ACCOUNTS).on_snapshot(on_change)
 

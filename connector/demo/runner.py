@@ -153,8 +153,12 @@ class Runner:
             self.say(f"  nothing to do: {result.note}")
             return result
         self.say(f"  accounts hit: {', '.join(targets)}")
+        fresh = await asyncio.to_thread(self.stack.read_accounts, targets, self.store.now())
         since = self.store.now()
-        bases = {a: s.Baseline(a, snap.docs[a].jid, snap.docs[a].last_connected_at, since) for a in targets}
+        bases = {
+            a: s.Baseline(a, d.jid, d.last_connected_at, since, step.signature, d.updated)
+            for a, d in fresh.items()
+        }
         stray = await self._act(step, targets)
         try:
             verdicts = await self._verdicts(bases, self.step_within_s)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,7 @@ class Step:
     title: str
     story: str
     expect: Expect
+    signature: str  # the event that shows the fault took effect; no recovery counts before it
     connector: str | None = None  # connector steps: whose accounts are hit
 
     @property
@@ -60,6 +62,7 @@ SCRIPT: tuple[Step, ...] = (
         " must come back from the encrypted Firestore backups without a QR: on the restarted"
         f" {CONNECTOR_A}, or on {CONNECTOR_B} where a lease ran out first.",
         Expect.NO_QR,
+        "lease_acquired",
         connector=CONNECTOR_A,
     ),
     Step(
@@ -68,6 +71,7 @@ SCRIPT: tuple[Step, ...] = (
         f"{CONNECTOR_B} dies (kill -9) and stays down. Its leases expire and {CONNECTOR_A}"
         " takes over its accounts, restoring them from backups.",
         Expect.NO_QR,
+        "lease_acquired",
         connector=CONNECTOR_B,
     ),
     Step(
@@ -76,6 +80,7 @@ SCRIPT: tuple[Step, ...] = (
         "WhatsApp sends a 401 but the device is still linked (a passing fault). The session"
         " deletes its device row, as whatsmeow does; the policy restores the last good backup.",
         Expect.NO_QR,
+        "logged_out",
     ),
     Step(
         Fault.REAL_LOGOUT,
@@ -83,6 +88,7 @@ SCRIPT: tuple[Step, ...] = (
         "The device is unlinked on the phone: every login gets 401. The policy retries from"
         " backups up to its strike limit, then wipes: needs_qr, and the QR is shown.",
         Expect.QR,
+        "logged_out",
     ),
     Step(
         Fault.STREAM_REPLACED,
@@ -91,6 +97,7 @@ SCRIPT: tuple[Step, ...] = (
         " The holder does not fight back: the policy backs off, then orders a reconnect"
         " (through the scheduled sweep), and the holder wins.",
         Expect.NO_QR,
+        "stream_replaced",
     ),
 )
 
@@ -117,12 +124,17 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True)
 class Baseline:
-    """An account just before the fault: what "recovered" is compared with."""
+    """An account just before the fault (read fresh from Firestore): what "recovered" is compared with."""
 
     account: str
     jid: str | None
     last_connected_at: str | None
     since: float  # demo monotonic time of the fault
+    signature: str = "connected"  # the event that must be seen before a recovery counts
+    updated: datetime | None = None  # update time of the version read; older versions are history
+
+    def is_newer(self, doc: AccountDoc) -> bool:
+        return self.updated is None or doc.updated is None or doc.updated > self.updated
 
 
 @dataclass(frozen=True)
@@ -161,7 +173,9 @@ def judge(base: Baseline, doc: AccountDoc | None, events: Sequence[SeenEvent]) -
     gone = [e for e in events if e.type in ("wiped", "session_missing")]
     if doc.status == "needs_qr" and gone:  # the connector found nothing to restore, or wiped it
         return Verdict(Phase.NEEDS_QR, doc.reason or "needs a QR code", max(doc.seen_at, gone[-1].seen_at))
-    if doc.status == "connected" and doc.last_connected_at != base.last_connected_at:
+    hit = any(e.type == base.signature for e in events)
+    fresh = base.is_newer(doc) and doc.last_connected_at != base.last_connected_at
+    if hit and fresh and doc.status == "connected":
         if base.jid is not None and doc.jid != base.jid:
             return Verdict(Phase.OTHER_DEVICE, f"connected as {doc.jid}, not {base.jid}", doc.seen_at)
         return Verdict(Phase.RECOVERED, how_recovered(events), doc.seen_at)

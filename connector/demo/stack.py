@@ -28,8 +28,9 @@ from connector.clock import SystemClock
 from connector.control_client import activate_account, issue_command
 from connector.demo import processes
 from connector.demo.emulators import DemoError
+from connector.demo.observe import AccountDoc
 from connector.demo.processes import Child
-from wa_wire import DEFAULT_TOPIC, CommandAction
+from wa_wire import DEFAULT_TOPIC, Collections, CommandAction
 
 FAST_SETTINGS = {
     "WA_KEEPER_LEASE_TTL_S": "6",
@@ -179,6 +180,44 @@ class DemoStack:
             self._client.close()
 
     # ---- control plane and the simulated WhatsApp
+
+    async def require_empty(self, accounts: list[str]) -> None:
+        """Refuse a project where connectors would pick up other active accounts, or old ones of ours."""
+
+        def existing() -> list[str]:
+            docs = self.client.collection(Collections.ACCOUNTS).stream()
+            return [d.id for d in docs if d.id in accounts or (d.to_dict() or {}).get("desired") == "active"]
+
+        found = await asyncio.to_thread(existing)
+        if found:
+            raise DemoError(
+                f"the emulator project already has {len(found)} of its accounts or other active ones"
+                f" ({', '.join(sorted(found)[:3])}…): the demo needs an empty one (restart the emulators,"
+                " or unset FIRESTORE_EMULATOR_HOST to let the demo start its own)"
+            )
+
+    def read_accounts(self, accounts: list[str], seen_at: float) -> dict[str, AccountDoc]:
+        """Fresh reads of account documents (with their update times), not the listener's copies."""
+        refs = [self.client.collection(Collections.ACCOUNTS).document(a) for a in accounts]
+        return {
+            snap.id: AccountDoc.of(snap.id, snap.to_dict() or {}, seen_at, snap.update_time)
+            for snap in self.client.get_all(refs)
+            if snap.exists
+        }
+
+    async def both_registered(self, connector_ids: tuple[str, ...], then_wait_s: float) -> None:
+        """Wait for every connector's heartbeat, then one placement pass, so accounts spread at once."""
+        wanted = set(connector_ids)
+
+        def registered() -> set[str]:
+            return {d.id for d in self.client.collection(Collections.CONNECTORS).stream()} & wanted
+
+        deadline = asyncio.get_running_loop().time() + self.options.start_within_s
+        while await asyncio.to_thread(registered) != wanted:
+            if asyncio.get_running_loop().time() > deadline:
+                raise DemoError(f"the connectors {sorted(wanted)} did not all register in time")
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(then_wait_s)
 
     async def activate(self, account: str) -> None:
         await asyncio.to_thread(activate_account, self.client, account)

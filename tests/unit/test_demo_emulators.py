@@ -7,6 +7,7 @@ answers firebase-tools 15 gives (checked against a running emulator).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -96,8 +97,8 @@ def test_a_suite_that_dies_at_start_is_reported_with_its_last_lines(tmp_path: Pa
 class FakeFunctionsEmulator:
     """The hub and functions emulator routes the Scheduler uses; records trigger calls."""
 
-    def __init__(self, generation: int = 0, scheduled: bool = True) -> None:
-        self.generation, self.scheduled = generation, scheduled
+    def __init__(self, generation: int = 0, scheduled: bool = True, failures: int = 0) -> None:
+        self.generation, self.scheduled, self.failures = generation, scheduled, failures
         self.calls: list[str] = []
         self.port = 0
 
@@ -126,6 +127,9 @@ class FakeFunctionsEmulator:
                 status=404, text=f"Function {key} does not exist, valid functions are: {listing}"
             )
         self.calls.append(name)
+        if self.failures:
+            self.failures -= 1
+            return web.Response(status=500, text="Error: socket hang up")
         return web.Response(text="")
 
 
@@ -181,3 +185,28 @@ async def test_an_unreachable_hub_is_a_clear_error(http: aiohttp.ClientSession) 
     await runner.cleanup()  # nothing listens there any more
     with pytest.raises(emu.DemoError, match="did not answer"):
         await emu.Scheduler(f"127.0.0.1:{port}", "demo-x", http).locate()
+
+
+async def test_the_sweep_loop_says_when_it_fails_and_when_it_works_again(http: aiohttp.ClientSession) -> None:
+    fake = FakeFunctionsEmulator(failures=2)
+    runner = await serve(fake)
+    said: list[str] = []
+    recovered = asyncio.Event()
+
+    def say(line: str) -> None:
+        said.append(line)
+        if "runs again" in line:
+            recovered.set()
+
+    scheduler = emu.Scheduler(f"127.0.0.1:{fake.port}", "demo-x", http)
+    await scheduler.locate()
+    loop = asyncio.create_task(scheduler.run_forever(0.01, say))
+    try:
+        await asyncio.wait_for(recovered.wait(), 30)
+    finally:
+        loop.cancel()
+        await runner.cleanup()
+    assert scheduler.runs >= 1
+    assert said[0].startswith("the scheduled sweep failed") and "HTTP 500" in said[0]
+    assert said[1] == "the scheduled sweep runs again"
+    assert len(said) == 2  # one line per change, not one per failure

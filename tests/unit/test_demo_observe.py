@@ -114,3 +114,12 @@ def test_the_dashboard_lists_every_account_and_the_newest_event() -> None:
     assert "acct-02" in text
     assert "1 lifecycle events seen" in text
     assert "secret" not in text
+
+
+def test_an_older_version_arriving_late_does_not_replace_a_newer_one() -> None:
+    store = Observations(FakeClock().monotonic)
+    store.put_doc("acct-01", {"status": "connected"}, NOW)
+    store.put_doc("acct-01", {"status": "restoring"}, NOW - timedelta(seconds=1))
+    assert store.snapshot().docs["acct-01"].status == "connected"
+    store.put_doc("acct-01", {"status": "reconnecting"}, NOW + timedelta(seconds=1))
+    assert store.snapshot().docs["acct-01"].status == "reconnecting"

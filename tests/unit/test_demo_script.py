@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from connector.demo.observe import AccountDoc, SeenEvent
@@ -22,13 +24,17 @@ from connector.demo.script import (
 )
 
 JID = "15550000001:1@s.whatsapp.net"
-BASE = Baseline("acct-01", JID, "t1", since=100.0)
+READ_AT = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # update time of the version read at the fault
+LATER, EARLIER = READ_AT + timedelta(seconds=3), READ_AT - timedelta(seconds=1)
+BASE = Baseline("acct-01", JID, "t1", since=100.0, signature="logged_out", updated=READ_AT)
 
 
 def doc(
-    status: str = "connected", jid: str | None = JID, connected: str | None = "t1", **extra: object
+    status: str = "connected", jid: str | None = JID, connected: str | None = "t1", updated: datetime = LATER
 ) -> AccountDoc:
-    return AccountDoc("acct-01", status=status, jid=jid, last_connected_at=connected, seen_at=105.0, **extra)  # type: ignore[arg-type]
+    return AccountDoc(
+        "acct-01", status=status, jid=jid, last_connected_at=connected, seen_at=105.0, updated=updated
+    )
 
 
 def event(kind: str, generation: int | None = None, connector: str = CONNECTOR_A) -> SeenEvent:
@@ -42,14 +48,15 @@ def event(kind: str, generation: int | None = None, connector: str = CONNECTOR_A
         (doc(), [], Phase.WAITING),  # still the connection from before the fault
         (doc("restoring", connected="t1"), [], Phase.WAITING),
         (doc("needs_restore"), [event("logged_out")], Phase.WAITING),
-        (doc(connected="t2"), [event("restored", 4)], Phase.RECOVERED),
-        (doc(connected="t2"), [], Phase.RECOVERED),
-        (doc(connected="t2", jid="15550000001:2@s.whatsapp.net"), [], Phase.OTHER_DEVICE),
+        (doc(connected="t2"), [event("logged_out"), event("restored", 4)], Phase.RECOVERED),
+        (doc(connected="t2"), [], Phase.WAITING),  # the fault has not shown yet: an older connection
+        (doc(connected="t2", updated=EARLIER), [event("logged_out")], Phase.WAITING),  # a stale version
+        (doc(connected="t2", jid="15550000001:2@s.whatsapp.net"), [event("logged_out")], Phase.OTHER_DEVICE),
         (doc("needs_qr"), [event("wiped")], Phase.NEEDS_QR),
         (doc("needs_qr"), [event("session_missing")], Phase.NEEDS_QR),
         (doc("needs_qr"), [], Phase.WAITING),  # a late policy write, not a wipe: the connector said nothing
         (doc("needs_qr"), [event("logged_out")], Phase.WAITING),
-        (doc(connected="t2"), [event("pairing")], Phase.QR_ASKED),  # a QR, even if it came back
+        (doc(connected="t2"), [event("logged_out"), event("pairing")], Phase.QR_ASKED),  # a QR, even if back
         (doc("pairing"), [event("pairing")], Phase.QR_ASKED),
     ],
 )
@@ -58,14 +65,14 @@ def test_judge(current: AccountDoc | None, events: list[SeenEvent], phase: Phase
 
 
 def test_a_verdict_carries_the_arrival_time_of_the_record_that_decided_it() -> None:
-    assert judge(BASE, doc(connected="t2"), []).at == 105.0
+    assert judge(BASE, doc(connected="t2"), [event("logged_out")]).at == 105.0
     assert judge(BASE, doc(connected="t2"), [event("pairing")]).at == 104.0
     assert judge(BASE, doc(), []).at is None
 
 
 def test_an_account_never_connected_before_recovers_on_its_first_connection() -> None:
-    base = Baseline("acct-01", None, None, since=1.0)
-    assert judge(base, doc(connected="t1", jid=JID), []).phase is Phase.RECOVERED
+    base = Baseline("acct-01", None, None, since=1.0, signature="lease_acquired")
+    assert judge(base, doc(connected="t1", jid=JID), [event("lease_acquired")]).phase is Phase.RECOVERED
 
 
 @pytest.mark.parametrize(
