@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from connector import __version__
 from connector import account as a
 from connector.adapters.firestore_accounts import FirestoreAccountDirectory
-from connector.assignment import AssignmentConfig, ConnectorLiveness, plan
+from connector.assignment import AssignmentConfig, ConnectorLiveness, ReleaseReason, plan
 from connector.clock import Clock
 from connector.http_api import HttpApi, Readiness
 from connector.inbox import CommandInbox
@@ -191,8 +191,12 @@ class Daemon:
             config=self.config.assignment,
         )
         self.elector.set_claims({k: v for k, v in decided.claims.items() if k not in self._releasing})
+        unwanted = [r.account for r in decided.releases if r.reason is ReleaseReason.NOT_DESIRED]
+        kept = await asyncio.to_thread(self.directory.still_desired, unwanted) if unwanted else set()
+        for account in sorted(kept):  # the directory's set missed it: never release on that alone
+            log.warning("account %s missing from the desired set but still desired: kept", account)
         for release in decided.releases:
-            if release.account not in self._releasing:
+            if release.account not in self._releasing and release.account not in kept:
                 self._releasing.add(release.account)
                 self._handoffs[release.account] = now
                 self._spawn(self.hand_off(release.account))

@@ -2,15 +2,18 @@
 
 One query listener keeps the set current; `refresh` re-reads it (the listener
 can stop silently after hours: NOTES.md) and the placement loop calls it now
-and then. A refresh never overwrites a listener snapshot that arrived while it
-was reading: its answer is then the older one, and taking it made the daemon
-release accounts activated meanwhile as "not desired" (seen with 200 accounts
-activated in batches: a pairing lost its lease, the account fell to needs_qr).
+and then. The set can miss accounts: a refresh's answer is older than a
+snapshot that arrives while it reads, and under write load the emulator's
+listener was seen to leave activated accounts out of its snapshots for minutes
+(python-firestore #367: a reset can report documents removed). So the set is
+good for claims, never proof that an account is no longer wanted:
+`still_desired` asks the documents themselves before anything is released.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from google.cloud import firestore
@@ -27,7 +30,7 @@ class FirestoreAccountDirectory:
         self._lock = threading.Lock()
         self._active: set[str] = set()
         self._watch: Any = None
-        self._snapshots = 0  # listener snapshots so far: a refresh that raced one is dropped
+        self._snapshots = 0  # listener snapshots so far: a refresh that raced one is merged
         self.loaded = threading.Event()
 
     def _query(self) -> Any:
@@ -53,11 +56,24 @@ class FirestoreAccountDirectory:
             seen = self._snapshots
         ids = {doc.id for doc in self._query().select([]).stream()}
         with self._lock:
-            if self._snapshots == seen:
-                self._active = ids
+            self._active = ids if self._snapshots == seen else ids | self._active
             ids = set(self._active)
         self.loaded.set()
         return ids
+
+    def still_desired(self, accounts: Iterable[str]) -> set[str]:
+        """Of `accounts`, those whose document says `desired: active` now (point reads; they rejoin the set)."""
+        refs = [self._client.collection(Collections.ACCOUNTS).document(a) for a in accounts]
+        if not refs:
+            return set()
+        wanted = {
+            snap.id
+            for snap in self._client.get_all(refs)
+            if snap.exists and (snap.to_dict() or {}).get("desired") == DESIRED_ACTIVE
+        }
+        with self._lock:
+            self._active |= wanted
+        return wanted
 
     def desired(self) -> set[str]:
         with self._lock:

@@ -1,9 +1,11 @@
-"""FirestoreAccountDirectory against the emulator: a refresh never hides an account the listener already saw.
+"""FirestoreAccountDirectory against the emulator: its set may miss accounts, `still_desired` may not.
 
-The bug this guards: `refresh` read the `desired: active` accounts, an account
-was activated meanwhile and the listener took it in, then the refresh
-overwrote the set with its older answer; the daemon released the new account
-as "not desired" (a pairing lost its lease and fell to needs_qr).
+The bugs these guard: `refresh` read the `desired: active` accounts, an
+account was activated meanwhile and the listener took it in, then the refresh
+overwrote the set with its older answer; and under write load the emulator's
+listener left activated accounts out of its snapshots. Either way the daemon
+released a wanted account as "not desired" (a pairing lost its lease and fell
+to needs_qr); it now confirms with `still_desired` first.
 """
 
 from __future__ import annotations
@@ -74,3 +76,14 @@ def test_a_refresh_takes_what_a_silent_listener_missed(clean_firestore: firestor
     activate_account(clean_firestore, "new")
     assert directory.refresh() == {"new"}
     assert directory.desired() == {"new"}
+
+
+def test_still_desired_asks_the_documents_and_mends_the_set(clean_firestore: firestore.Client) -> None:
+    activate_account(clean_firestore, "active")
+    activate_account(clean_firestore, "stopped")
+    clean_firestore.collection(Collections.ACCOUNTS).document("stopped").update({"desired": "stopped"})
+    directory = FirestoreAccountDirectory(clean_firestore)  # no listener, no refresh: an empty set
+    assert directory.desired() == set()
+    assert directory.still_desired(["active", "stopped", "never-created"]) == {"active"}
+    assert directory.desired() == {"active"}
+    assert directory.still_desired([]) == set()
