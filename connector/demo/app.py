@@ -187,7 +187,7 @@ class Demo:
         env[processes.MARKER] = self.res.run_id
         log = self.run_dir / "logs" / "emulators.log"
         self.res.emulators = emu.start_suite(self.options.root, config, hosts.project, env, log)
-        await asyncio.to_thread(emu.wait_ready, self.res.emulators, 180)
+        await emu.wait_ready(self.res.emulators, 180)
         return hosts
 
     async def script(self, stack: DemoStack, runner: Runner, http: aiohttp.ClientSession) -> None:

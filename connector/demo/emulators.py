@@ -110,15 +110,15 @@ def start_suite(root: Path, config: Path, project: str, env: Mapping[str, str], 
     return spawn("emulators", argv, {"FUNCTIONS_DISCOVERY_TIMEOUT": WORKER_START_S, **env}, log, cwd=root)
 
 
-def wait_ready(child: Child, within_s: float) -> None:
-    """Block until the suite prints that it is ready; DemoError with its last lines otherwise."""
+async def wait_ready(child: Child, within_s: float) -> None:
+    """Wait until the suite prints that it is ready; DemoError with its last lines otherwise."""
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if READY_LINE in child.log.read_text(errors="replace"):
             return
         if not child.alive():
             raise DemoError(f"the emulator suite exited before it was ready:\n{child.tail()}")
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     raise DemoError(f"the emulator suite was not ready within {within_s:.0f} s:\n{child.tail()}")
 
 

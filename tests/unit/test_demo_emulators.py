@@ -78,20 +78,20 @@ def test_a_bad_config_is_one_clear_line(tmp_path: Path, content: str | None, mes
         emu.from_config(path, "demo-x")
 
 
-def test_wait_ready_returns_once_the_suite_says_so(tmp_path: Path) -> None:
+async def test_wait_ready_returns_once_the_suite_says_so(tmp_path: Path) -> None:
     code = f"print('...'); print({emu.READY_LINE!r}, flush=True); import time; time.sleep(30)"
     child = processes.spawn("suite", [sys.executable, "-c", code], {}, tmp_path / "ok.log", tmp_path)
     try:
-        emu.wait_ready(child, 30)
+        await emu.wait_ready(child, 30)
     finally:
         processes.stop(child)
 
 
-def test_a_suite_that_dies_at_start_is_reported_with_its_last_lines(tmp_path: Path) -> None:
+async def test_a_suite_that_dies_at_start_is_reported_with_its_last_lines(tmp_path: Path) -> None:
     code = "print('Error: could not start the Firestore emulator'); raise SystemExit(1)"
     child = processes.spawn("suite", [sys.executable, "-c", code], {}, tmp_path / "bad.log", tmp_path)
     with pytest.raises(emu.DemoError, match="could not start the Firestore emulator"):
-        emu.wait_ready(child, 30)
+        await emu.wait_ready(child, 30)
 
 
 class FakeFunctionsEmulator:
