@@ -256,7 +256,9 @@ def assert_metrics_counted(e2e: Stack, connector_id: str) -> None:
     def scraped() -> str | None:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         connected = metric(text, "wa_keeper_accounts", status="connected") == 1
-        return text if connected and f'wa_keeper_backup_age_seconds{{account="{A}"}}' in text else None
+        renewed = metric(text, "wa_keeper_lease_renew_seconds_count") >= 1  # every ttl/3 (5 s)
+        aged = f'wa_keeper_backup_age_seconds{{account="{A}"}}' in text
+        return text if connected and renewed and aged else None
 
     text = wait_until("the health loop's gauges on /metrics", scraped, 30)
     assert metric(text, "wa_keeper_reconnects_total", account=A) >= 1
