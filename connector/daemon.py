@@ -86,6 +86,7 @@ class Daemon:
         self.liveness = ConnectorLiveness()
         self._handoffs: dict[str, float] = {}
         self._releasing: set[str] = set()
+        self._kept: set[str] = set()  # held, missing from the desired set, confirmed desired (logged once)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._placement_ok = False
@@ -193,8 +194,9 @@ class Daemon:
         self.elector.set_claims({k: v for k, v in decided.claims.items() if k not in self._releasing})
         unwanted = [r.account for r in decided.releases if r.reason is ReleaseReason.NOT_DESIRED]
         kept = await asyncio.to_thread(self.directory.still_desired, unwanted) if unwanted else set()
-        for account in sorted(kept):  # the directory's set missed it: never release on that alone
+        for account in sorted(kept - self._kept):  # the set missed it: never release on that alone
             log.warning("account %s missing from the desired set but still desired: kept", account)
+        self._kept = kept
         for release in decided.releases:
             if release.account not in self._releasing and release.account not in kept:
                 self._releasing.add(release.account)
