@@ -238,12 +238,15 @@ class Demo:
                 shutil.rmtree(target, ignore_errors=True)
             else:
                 target.unlink(missing_ok=True)
+        logs = run_dir / "logs"
+        if found and any(logs.glob("*.log")):
+            self.say(f"logs kept in {logs}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
         if found:
             for line in found:
                 self.console.print(f"problem: {line}", style="red", highlight=False, markup=False)
-            self.say(f"logs kept in {run_dir / 'logs'}")
             return 1
-        shutil.rmtree(run_dir, ignore_errors=True)
         self.console.print(
             "every account recovered without a QR code except the one really logged out; nothing left running",
             style="green",

@@ -93,5 +93,8 @@ def test_the_short_demo_recovers_every_account_without_a_qr_but_the_logged_out_o
     assert {"transient_logout", "real_logout", "stream_replaced"} <= faults
 
     assert report["processes_left"] == []
+    assert not list(tmp_path.glob("wa-keeper-demo-*")), (
+        "a successful run removes its folder (sessions, key, logs)"
+    )
     assert processes_with(marker) == [], "a process of the demo outlived it"
     assert "every account recovered without a QR code except the one really logged out" in done.stdout

@@ -45,7 +45,7 @@ def demo(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
     }
     return subprocess.run(
         [sys.executable, "-m", "connector", "demo", "--fast", *args],
-        env={**clean, **env},
+        env={**clean, "TMPDIR": str(tmp_path), **env},
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -61,6 +61,7 @@ def test_a_missing_emulator_config_stops_the_demo_with_one_line(tmp_path: Path) 
     assert "cannot read the emulator config" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
     assert '"ok": false' in report.read_text()
+    assert not list(tmp_path.glob("wa-keeper-demo-*")), "a run that started nothing leaves no folder"
 
 
 def test_firestore_without_pubsub_in_the_environment_stops_the_demo(tmp_path: Path) -> None:
