@@ -142,7 +142,7 @@ class Rig:
         return [e.type for e in self.events.events]
 
 
-async def until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
+async def until(condition: Callable[[], bool], deadline_s: float = 60.0) -> None:
     """Wait for a condition, checking after each turn of the loop; fail at the deadline."""
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline_s
