@@ -23,6 +23,7 @@ Figures are printed, never asserted.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import os
 import shutil
@@ -36,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import google.cloud.pubsub_v1 as pubsub_v1  # noqa: PLR0402 - mypy sees the module this way
+import requests
 from google.api_core.exceptions import AlreadyExists
 from google.cloud import firestore
 
@@ -77,18 +79,42 @@ def summary(label: str, seconds: dict[str, float], bound: float | None = None) -
     print(line, flush=True)
 
 
+def renewals(stack: Stack, connector: str) -> str:
+    """The connector's lease renewal latency so far (/metrics histogram): count, mean, share over 2 s."""
+    _proc, port = stack.connectors[connector]
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("wa_keeper_lease_renew_seconds"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    count = values.get("wa_keeper_lease_renew_seconds_count", 0.0)
+    if not count:
+        return "no renewals yet"
+    mean = values.get("wa_keeper_lease_renew_seconds_sum", 0.0) / count
+    within = values.get('wa_keeper_lease_renew_seconds_bucket{le="2.5"}', count)
+    return f"{count:.0f} renewals, mean {mean:.2f} s, over 2.5 s: {(count - within) / count:.0%}"
+
+
 def kill_9(stack: Stack, accounts: list[str], ttl_s: float, deadline_s: float) -> None:
     proc, _port = stack.connectors[A]
     killed_at = time.time()
     proc.signal(signal.SIGKILL)
     proc.popen.wait(10)
-    wait_until(f"{B} holding every account", lambda: fs.connected_once(stack, B, accounts), deadline_s, 0.5)
+    try:
+        wait_until(
+            f"{B} holding every account", lambda: fs.connected_once(stack, B, accounts), deadline_s, 0.5
+        )
+    except AssertionError:
+        print(f"{B}'s lease renewals: {renewals(stack, B)}", flush=True)
+        raise
     print(f"\nkill -9 of {A} holding {len(accounts)} accounts, TTL {ttl_s:g} s ({_load()}):")
     summary(
         "logged in again from the survivor",
         back_after(killed_at, fs.records(stack, accounts), accounts),
         ttl_s + 5,
     )
+    print(f"  {B}'s lease renewals since it started: {renewals(stack, B)}")
 
 
 def handoff(stack: Stack, accounts: list[str], env: dict[str, str], deadline_s: float) -> None:
@@ -105,11 +131,22 @@ def handoff(stack: Stack, accounts: list[str], env: dict[str, str], deadline_s: 
     print(
         f"  {B} exited (final backups, unattended, leases released): {exited:6.2f} s (exit code {code}; target <= 3 s)"
     )
+    summary("final backup written by the old host", final_backups(stack, accounts, started))
     summary(
         "logged in again from the preferred host",
         back_after(started, fs.records(stack, accounts), accounts),
         3.0,
     )
+
+
+def final_backups(stack: Stack, accounts: list[str], since: float) -> dict[str, float]:
+    """Seconds from `since` to each account's last backup by the old host (manifest `created_at`)."""
+    found: dict[str, float] = {}
+    for account in accounts:
+        by_b = [m for m in fs.manifests(stack.client, account) if m["connector_id"] == B]
+        if by_b and by_b[-1]["created_at"].timestamp() >= since:
+            found[account] = by_b[-1]["created_at"].timestamp() - since
+    return found or {"(none after the signal)": 0.0}
 
 
 def main() -> int:
@@ -165,9 +202,13 @@ def main() -> int:
             f"\ndouble connections (sim-server records, both phases): {len(found)} intervals,"
             f" longest {longest:.2f} s, beyond the {lease.renew_deadline_s:g} s renew deadline: {len(beyond)}"
         )
+    except AssertionError:
+        statuses = fs.statuses(stack.client, accounts)
+        print(f"failed; statuses {collections.Counter(statuses.values())}; logs kept in {tmp}", flush=True)
+        raise
     finally:
         stack.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
