@@ -159,9 +159,21 @@ class Stack:
         response = requests.request(method, self.sim_url + path, json=body, timeout=10)
         return response.status_code, response.json()
 
-    def fault(self, account: str, **fault: Any) -> None:
-        status, body = self.sim_api("POST", f"/api/accounts/{account}/faults", fault)
-        assert status == 200, body
+    def fault(self, account: str, deadline_s: float = 30, **fault: Any) -> None:
+        """Inject a fault; one that needs a live connection waits for it (409 until then).
+
+        A document that says `connected` can be a moment ahead of the sim's view
+        after a reconnect, so a 409 "no live connection" is tried again.
+        """
+
+        def injected() -> bool:
+            status, body = self.sim_api("POST", f"/api/accounts/{account}/faults", fault)
+            if status == 409:
+                return False
+            assert status == 200, body
+            return True
+
+        wait_until(f"fault {fault} injected into {account}", injected, deadline_s, every_s=0.2)
 
     def connections(self, account: str) -> list[dict[str, Any]]:
         _status, body = self.sim_api("GET", f"/api/connections?account={account}")

@@ -40,7 +40,8 @@ def test_round_trip_and_chunk_limit(size: int) -> None:
     sealed = keys.seal(plaintext, account=ACCOUNT, generation=7)
     assert all(len(c) <= MAX_CHUNK_BYTES for c in sealed.chunks)
     assert open_sealed(keys, sealed, size) == plaintext
-    assert plaintext[:64] not in b"".join(sealed.chunks) or size == 0
+    if size >= 16:  # a shorter plaintext can turn up in random ciphertext by chance (1 byte: ~15%)
+        assert plaintext[:64] not in b"".join(sealed.chunks)
 
 
 def test_each_generation_gets_a_fresh_data_key() -> None:
