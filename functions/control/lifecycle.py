@@ -13,12 +13,26 @@ import binascii
 import logging
 from datetime import UTC, datetime
 
+from google.api_core import exceptions as gexc
+from google.api_core import retry
+
 from control import effects, params
 from control.ids import document_id_problem
 from policy import Outcome
 from wa_wire import LifecycleEvent, WireError, from_json
 
 log = logging.getLogger("wa_keeper.functions.lifecycle")
+
+CONTENTION_RETRY = retry.Retry(
+    predicate=retry.if_exception_type(gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded),
+    initial=0.2,
+    maximum=3.0,
+    multiplier=2.0,
+    timeout=45.0,
+)
+"""Lock timeouts under contention are retried here as well as by Pub/Sub: the
+functions emulator acknowledges a message whose function failed, and the event
+would be lost. Safe: the transaction dedupes on the event id."""
 
 
 def parse_message(data_b64: str) -> LifecycleEvent:
@@ -43,7 +57,8 @@ def handle_message(data_b64: str, message_id: str, now: datetime | None = None) 
         log.warning("dropped malformed lifecycle message %s: %s", message_id, exc)
         return None
     moment = now or datetime.now(UTC)
-    outcome = effects.apply_lifecycle_event(effects.firestore_client(), event, moment, params.load_config())
+    apply = CONTENTION_RETRY(effects.apply_lifecycle_event)
+    outcome: Outcome = apply(effects.firestore_client(), event, moment, params.load_config())
     if outcome is not Outcome.APPLIED:
         log.info(
             "event %s (%s) for %s: %s", event.event_id, event.type.value, event.account_id, outcome.value
