@@ -10,8 +10,10 @@ state machine, so it runs at most once, on the holder only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from connector.clock import Clock
@@ -44,6 +46,7 @@ class CommandInbox:
         clock: Clock,
         connector_id: str,
         reconcile_s: float = 60.0,
+        retry_s: float = 2.0,
     ) -> None:
         self._store = store
         self._held = held
@@ -51,6 +54,9 @@ class CommandInbox:
         self._clock = clock
         self._connector_id = connector_id
         self._reconcile_s = reconcile_s
+        self._retry_s = retry_s
+        self._retries: set[asyncio.Task[None]] = set()
+        self._reconcile_retry_due = False
         self._seen: set[str] = set()
         self._queue: asyncio.Queue[PendingCommand] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -69,25 +75,69 @@ class CommandInbox:
                 await self._clock.sleep(self._reconcile_s)
                 if not self._store.listening():
                     log.warning("command listener stopped; recreating it")
-                    self._store.listen(self.offer)
+                    with contextlib.suppress(Exception):  # the next round tries again
+                        self._store.listen(self.offer)
                 await self.reconcile()
         finally:
             claimer.cancel()
+            for task in self._retries:
+                task.cancel()
             self._store.stop_listening()
 
     def listening(self) -> bool:
         return self._store.listening()
 
     async def reconcile(self) -> None:
-        """Query pending commands of held accounts (what a listener may have missed)."""
+        """Query pending commands of held accounts (what a listener may have missed).
+
+        A failed query is tried again after `retry_s`: this runs when a lease is
+        acquired, and a command issued before that must not wait a whole round.
+        """
         accounts = sorted(self._held())
-        for command in await asyncio.to_thread(self._store.pending, accounts):
+        try:
+            found = await asyncio.to_thread(self._store.pending, accounts)
+        except Exception as exc:
+            log.warning("listing pending commands failed (%s: %s); trying again", type(exc).__name__, exc)
+            if not self._reconcile_retry_due:  # one retry in flight is enough, however many leases came
+                self._reconcile_retry_due = True
+                self._later(self._reconcile_again)
+            return
+        for command in found:
             self._queue.put_nowait(command)
 
     async def _claim_loop(self) -> None:
+        """Claims one command at a time; a failed claim is offered again later, never dropped."""
         while True:
             command = await self._queue.get()
-            await self.consider(command)
+            try:
+                await self.consider(command)
+            except Exception as exc:  # Firestore down or contended: the loop must survive it
+                log.warning(
+                    "claiming command %s failed (%s: %s); trying again in %.0f s",
+                    command.command_id,
+                    type(exc).__name__,
+                    exc,
+                    self._retry_s,
+                )
+                self._later(functools.partial(self._offer_again, command))
+
+    async def _offer_again(self, command: PendingCommand) -> None:
+        self._queue.put_nowait(command)
+
+    async def _reconcile_again(self) -> None:
+        self._reconcile_retry_due = False
+        await self.reconcile()
+
+    def _later(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run `work` after `retry_s`, in a task this inbox keeps (and cancels when it stops)."""
+
+        async def again() -> None:
+            await self._clock.sleep(self._retry_s)
+            await work()
+
+        task = asyncio.create_task(again())
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
     async def consider(self, command: PendingCommand) -> bool:
         held = self._held()

@@ -8,6 +8,7 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from connector.adapters.firestore_retry import retry_contended
 from connector.adapters.firestore_status import lease_epoch
 from connector.clock import Clock
 from connector.inbox import ClaimRefused
@@ -80,6 +81,7 @@ class FirestoreCommandStore:
                     found.append(pending)
         return found
 
+    @retry_contended
     def claim(self, command_id: str, connector_id: str, epoch: int) -> None:
         ref = self._commands().document(command_id)
         now = self._clock.now()
@@ -88,7 +90,13 @@ class FirestoreCommandStore:
         def apply(tx: firestore.Transaction) -> None:
             snap = ref.get(transaction=tx)
             data = snap.to_dict() if snap.exists else None
-            if data is None or data.get("status") != CommandStatus.PENDING.value:
+            if data is None:
+                raise ClaimRefused(f"command {command_id} is not pending")
+            mine = data.get("claimed_by") == connector_id and data.get("claimed_epoch") == epoch
+            if data.get("status") == CommandStatus.CLAIMED.value and mine:
+                claimed.append(True)  # a retry of a claim that committed but whose answer was lost
+                return
+            if data.get("status") != CommandStatus.PENDING.value:
                 raise ClaimRefused(f"command {command_id} is not pending")
             if parse_timestamp(str(data.get("expires_at"))) <= now:
                 tx.update(ref, {"status": CommandStatus.EXPIRED.value, "finished_at": utc_timestamp(now)})
@@ -110,6 +118,7 @@ class FirestoreCommandStore:
         if not claimed:
             raise ClaimRefused(f"command {command_id} expired")
 
+    @retry_contended
     def finish(self, command_id: str, connector_id: str, ok: bool, message: str) -> None:
         ref = self._commands().document(command_id)
         now = utc_timestamp(self._clock.now())

@@ -13,6 +13,7 @@ from typing import Any
 
 from google.cloud import firestore
 
+from connector.adapters.firestore_retry import retry_contended
 from connector.ports import StaleEpochError, StatusUpdate
 from wa_wire import AccountStatus, Collections
 
@@ -52,6 +53,7 @@ class FirestoreStatusWriter:
     async def write(self, account: str, update: StatusUpdate) -> None:
         await asyncio.to_thread(self.write_sync, account, update)
 
+    @retry_contended
     def write_sync(self, account: str, update: StatusUpdate) -> None:
         lease = self._client.collection(Collections.LEASES).document(account)
         doc = self._client.collection(Collections.ACCOUNTS).document(account)

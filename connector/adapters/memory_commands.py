@@ -55,7 +55,12 @@ class MemoryCommandStore:
         now = self._clock.now()
         with self._lock:
             data = self.docs.get(command_id)
-            if data is None or data.get("status") != CommandStatus.PENDING.value:
+            if data is None:
+                raise ClaimRefused(f"command {command_id} is not pending")
+            mine = data.get("claimed_by") == connector_id and data.get("claimed_epoch") == epoch
+            if data.get("status") == CommandStatus.CLAIMED.value and mine:
+                return
+            if data.get("status") != CommandStatus.PENDING.value:
                 raise ClaimRefused(f"command {command_id} is not pending")
             if parse_timestamp(str(data["expires_at"])) <= now:
                 data.update(status=CommandStatus.EXPIRED.value, finished_at=utc_timestamp(now))

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from control import accounts
 from policy import Outcome, PolicyConfig, decide
+from policy.rules import moves_state
 from wa_wire import Collections, LifecycleEvent
 
 _client: firestore.Client | None = None
@@ -39,6 +41,8 @@ def apply_lifecycle_event(
     nothing else.
     """
     processed = db.collection(Collections.PROCESSED_EVENTS).document(event.event_id)
+    if not moves_state(event.type):
+        return record_fact(processed, event)
 
     @firestore.transactional
     def apply(tx: firestore.Transaction) -> Outcome:
@@ -64,3 +68,24 @@ def apply_lifecycle_event(
 
     outcome: Outcome = apply(db.transaction())
     return outcome
+
+
+def record_fact(processed: firestore.DocumentReference, event: LifecycleEvent) -> Outcome:
+    """A fact changes no account state: record it without a transaction (no lock on the account).
+
+    Facts are most of the traffic (a backup_written per backup); taking the
+    account's locks for them made the events that matter time out.
+    """
+    fields = {
+        "account_id": event.account_id,
+        "type": event.type.value,
+        "outcome": Outcome.FACT.value,
+        "processed_at": firestore.SERVER_TIMESTAMP,
+        "deliveries": 1,
+    }
+    try:
+        processed.create(fields)
+    except gexc.AlreadyExists:
+        processed.update({"deliveries": firestore.Increment(1)})
+        return Outcome.DUPLICATE
+    return Outcome.FACT

@@ -23,8 +23,19 @@ from wa_wire import LifecycleEvent, WireError, from_json
 
 log = logging.getLogger("wa_keeper.functions.lifecycle")
 
+TRANSIENT = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded)
+
+
+def is_contention(exc: BaseException) -> bool:
+    """A transient Firestore error, also when `@transactional` gave up on it after its own attempts
+    (it raises ValueError("Failed to commit transaction in 5 attempts") from the last error)."""
+    if isinstance(exc, ValueError) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return isinstance(exc, TRANSIENT)
+
+
 CONTENTION_RETRY = retry.Retry(
-    predicate=retry.if_exception_type(gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded),
+    predicate=is_contention,
     initial=0.2,
     maximum=3.0,
     multiplier=2.0,

@@ -9,6 +9,8 @@ events, duplicated or shuffled, give the same final state.
 
 Commands come only from the newest event: a late event is history (the
 account has moved on), so it changes the state but orders nothing. Facts
+(backup_written, lease_*, keepalive_timeout, disk_lost) change no state: they
+are not journaled, so a newer fact never makes an event late. Facts
 (`MarkGood`) are recorded whatever the order. An event whose lease epoch is
 older than the lease's changes nothing; one older than everything the
 journal still holds is too late to place and changes nothing either.
@@ -25,7 +27,7 @@ from typing import Any
 from policy.config import PolicyConfig
 from policy.errors import PolicyError
 from policy.model import TICK, BackupRef, Intent, JournalKey, MarkGood, Order, PolicyEvent, PolicyState
-from policy.rules import step
+from policy.rules import moves_state, step
 from wa_wire import Command, LifecycleEvent, command_id_for
 from wa_wire.codec import utc_timestamp
 
@@ -41,6 +43,8 @@ class Outcome(StrEnum):
     TOO_OLD = "too_old"
     SETTLED = "settled"
     IDLE = "idle"
+    FACT = "fact"
+    """An event that changes no state (backup_written, lease_*…): recorded, never journaled."""
 
 
 @dataclass(frozen=True)
@@ -167,8 +171,9 @@ def apply_event(
 ) -> Decision:
     """Place one journal entry (event or tick) in order and re-fold.
 
-    Its orders count only when no real event is newer (sweep ticks do not make
-    an event late: they only replay after it).
+    Its orders count only when no newer event changes the state (sweep ticks
+    and facts such as backup_written do not make an event late: they only
+    replay after it).
     """
     record, backups = account.record, account.backups
     before = fold(record, backups, config)
@@ -178,7 +183,7 @@ def apply_event(
         return _unchanged(Outcome.TOO_OLD, account, before)
     position = bisect.bisect([e.order for e in record.journal], event.order)
     journal = (*record.journal[:position], event, *record.journal[position:])
-    newest = all(e.type is None for e in record.journal[position:])
+    newest = all(e.type is None or not moves_state(e.type) for e in record.journal[position:])
     state = record.base
     intents: list[Intent] = []
     for entry in journal:
@@ -200,6 +205,8 @@ def decide(event: LifecycleEvent, account: AccountView, now: datetime, config: P
     """Apply a lifecycle event: drop a stale epoch, dedupe, place in order, order commands."""
     if event.account_id != account.account_id:
         raise PolicyError(f"event for {event.account_id} applied to account {account.account_id}")
+    if not moves_state(event.type):
+        return _unchanged(Outcome.FACT, account, fold(account.record, account.backups, config))
     if event.lease_epoch < account.lease_epoch:
         return _unchanged(Outcome.STALE_EPOCH, account, fold(account.record, account.backups, config))
     return apply_event(PolicyEvent.of(event), account, now, config, Outcome.APPLIED)

@@ -192,6 +192,15 @@ def _restore_failed(
     return state, [Order(CommandAction.WIPE, reason, event.event_id)]
 
 
+def moves_state(event_type: EventType) -> bool:
+    """Whether events of this type change the state; the others are facts (backup_written, lease_*…).
+
+    Only these make an older event late: a backup written a moment after a
+    logout, delivered first, must not cancel the restore the logout orders.
+    """
+    return event_type in _HANDLERS
+
+
 _HANDLERS = {
     E.CONNECTED: _connected,
     E.DISCONNECTED: _interrupted,

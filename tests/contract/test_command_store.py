@@ -95,6 +95,19 @@ def test_claim_then_finish(rig: Rig) -> None:
     assert doc["action"] == "reconnect"  # nothing rewrites action or params
 
 
+def test_a_repeated_claim_by_the_claimer_succeeds(rig: Rig) -> None:
+    """A retry of a claim whose commit landed but whose answer was lost must not lose the command."""
+    cid, data = command("acct-1", CommandAction.RESTORE, generation=2)
+    rig.add(cid, data)
+    rig.set_lease_epoch("acct-1", 3)
+    rig.store.claim(cid, "conn-a", 3)
+    rig.store.claim(cid, "conn-a", 3)
+    rig.set_lease_epoch("acct-1", 4)
+    with pytest.raises(ClaimRefused, match="not pending"):
+        rig.store.claim(cid, "conn-a", 4)
+    assert rig.read(cid)["claimed_epoch"] == 3
+
+
 def test_claim_with_a_stale_epoch_is_refused(rig: Rig) -> None:
     cid, data = command("acct-1", CommandAction.WIPE)
     rig.add(cid, data)

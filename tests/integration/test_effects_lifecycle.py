@@ -216,3 +216,25 @@ def test_a_good_message_goes_through_the_handler(clean_firestore: firestore.Clie
     data = base64.b64encode(to_json(evt).encode()).decode()
     assert lifecycle.handle_message(data, "msg-2", NOW) is Outcome.APPLIED
     assert doc(clean_firestore, "accounts/acct-h")["status"] == AccountStatus.NEEDS_QR.value
+
+
+def test_a_fact_is_recorded_without_touching_the_account(clean_firestore: firestore.Client) -> None:
+    seed(clean_firestore, "acct-1")
+    before = doc(clean_firestore, "accounts/acct-1")
+    backup = event("acct-1", EventType.BACKUP_WRITTEN, 10, session_generation=9)
+    assert apply(clean_firestore, backup) is Outcome.FACT
+    assert apply(clean_firestore, backup) is Outcome.DUPLICATE
+    record = doc(clean_firestore, f"processed_events/{backup.event_id}")
+    assert (record["outcome"], record["type"], record["deliveries"]) == ("fact", "backup_written", 2)
+    assert doc(clean_firestore, "accounts/acct-1") == before
+
+
+def test_a_newer_fact_does_not_cancel_a_logouts_restore(clean_firestore: firestore.Client) -> None:
+    """The backup that finished just after the 401 was delivered first: the restore is still ordered."""
+    seed(clean_firestore, "acct-1")
+    apply(clean_firestore, event("acct-1", EventType.CONNECTED, 0, session_generation=4))
+    apply(clean_firestore, event("acct-1", EventType.BACKUP_WRITTEN, 101, session_generation=9))
+    logout = event("acct-1", EventType.LOGGED_OUT, 100, code=401)
+    assert apply(clean_firestore, logout) is Outcome.APPLIED
+    restore = commands(clean_firestore)[command_id_for(logout.event_id, CommandAction.RESTORE)]
+    assert restore["params"] == {"generation": 4}

@@ -102,6 +102,17 @@ def test_a_late_event_orders_nothing_but_records_facts() -> None:
     assert late_connect.mark_good == (4,) and late_connect.commands == ()
 
 
+@pytest.mark.parametrize(
+    "fact", [EventType.BACKUP_WRITTEN, EventType.KEEPALIVE_TIMEOUT, EventType.LEASE_ACQUIRED]
+)
+def test_a_newer_fact_delivered_first_does_not_make_a_logout_late(fact: EventType) -> None:
+    """A backup that finished a moment after the 401 can be delivered first; the restore is still ordered."""
+    record, _ = run([event(EventType.CONNECTED, 0, gen=4), event(fact, 131, gen=4)])
+    logout = decide(event(EventType.LOGGED_OUT, 130, code=401), view(record), NOW, CFG)
+    assert logout.outcome is Outcome.APPLIED
+    assert [(c.action, c.params) for _, c in logout.commands] == [(CommandAction.RESTORE, {"generation": 4})]
+
+
 @pytest.mark.parametrize("kind", [EventType.STREAM_REPLACED, EventType.LOGGED_OUT, EventType.CONNECTED])
 def test_a_stale_epoch_changes_nothing(kind: EventType) -> None:
     record, _ = run(HISTORY[:2])
