@@ -125,6 +125,9 @@ class Manifest:
     taken_while_connected: bool
     good: bool
     jid: str
+    head: bytes | None = field(default=None, repr=False, compare=False)
+    """Chunk 0, when the manifest carries it inline and it was read with the manifest
+    (`manifest`, `newest_good`); None in listings, which leave the bytes out."""
 
 
 class BackupStore(Protocol):
@@ -139,21 +142,31 @@ class BackupStore(Protocol):
         """A new generation number, never handed out before for this account."""
         ...
 
-    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
-        """Store the chunks of a reserved generation (not yet a generation: no manifest)."""
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
+        """Store chunks `start`, `start`+1… of a reserved generation (not yet a generation:
+        no manifest). The vault passes chunk 0 in the manifest's `head` instead (start=1)."""
         ...
 
     def commit(self, manifest: Manifest) -> None:
-        """Write the manifest, fenced by `manifest.lease_epoch`, and point the account's
-        `backup` summary at it when it is the newest."""
+        """Write the manifest (with `head` inline when given), fenced by `manifest.lease_epoch`,
+        and point the account's `backup` summary at it when it is the newest."""
         ...
 
     def manifests(self, account: str) -> list[Manifest]:
-        """Every generation of the account, newest first."""
+        """Every generation of the account, newest first, without `head` (one read each)."""
         ...
 
-    def read_chunks(self, account: str, generation: int, count: int) -> list[bytes | None]:
-        """Chunks 0..count-1 of a generation; None where one is missing."""
+    def manifest(self, account: str, generation: int) -> Manifest | None:
+        """One generation with its `head` (one read); None when it does not exist or is unreadable."""
+        ...
+
+    def newest_good(self, account: str) -> Manifest | None:
+        """The newest good generation with its `head` (one read); None when there is none."""
+        ...
+
+    def read_chunks(self, account: str, generation: int, count: int, start: int = 0) -> list[bytes | None]:
+        """Chunks `start`..count-1 of a generation (chunk 0 from the manifest's inline head,
+        or its chunk document in the older layout); None where one is missing."""
         ...
 
     def mark_good(self, account: str, generation: int) -> bool:

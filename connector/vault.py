@@ -17,7 +17,7 @@ import logging
 import shutil
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from connector.adapters.disk_sessions import (
     DiskHealth,
@@ -155,7 +155,8 @@ class SessionVault:
                     )
                 generation = self.store.reserve_generation(account, epoch)
                 sealed = self.keys.seal(snap.data, account=account, generation=generation)
-                self.store.write_chunks(account, generation, sealed.chunks)
+                # Chunk 0 rides in the manifest: a one-chunk session restores with one read.
+                self.store.write_chunks(account, generation, sealed.chunks[1:], start=1)
                 manifest = Manifest(
                     account_id=account,
                     generation=generation,
@@ -171,6 +172,7 @@ class SessionVault:
                     taken_while_connected=taken_while_connected,
                     good=taken_while_connected,
                     jid=snap.jid,
+                    head=sealed.chunks[0],
                 )
                 try:
                     self.store.commit(manifest)
@@ -180,7 +182,7 @@ class SessionVault:
             except StaleEpochError as exc:
                 self._newest.pop(account, None)
                 return BackupOutcome(BackupStatus.REFUSED, reason=f"stale lease epoch: {exc}")
-            self._newest[account] = (epoch, manifest)
+            self._newest[account] = (epoch, dataclasses.replace(manifest, head=None))  # no bytes kept
             self._emit(
                 EventType.BACKUP_WRITTEN,
                 account,
@@ -211,7 +213,10 @@ class SessionVault:
         what = f"generation {generation} of {account}"
         if expected_jid is not None and manifest.jid != expected_jid:
             raise SessionCheckError("wrong_jid", f"{what}: holds jid {manifest.jid}, expected {expected_jid}")
-        chunks = self.store.read_chunks(account, generation, manifest.chunk_count)
+        if manifest.head is not None:
+            chunks = [manifest.head, *self.store.read_chunks(account, generation, manifest.chunk_count, 1)]
+        else:
+            chunks = self.store.read_chunks(account, generation, manifest.chunk_count)
         data = self.keys.open(
             chunks,
             account=account,
@@ -237,14 +242,10 @@ class SessionVault:
         """
         with self._lock(account):
             self.disk.clear_leftovers(account)
-            candidates = restore_candidates(self.store.manifests(account), generation)
-            if not candidates:
-                detail = "no backup generation" if generation is None else f"no generation {generation}"
-                if generation is not None:
-                    self._emit(EventType.RESTORE_FAILED, account, epoch, detail, generation)
-                return RestoreOutcome(ok=False, generation=None, detail=detail)
             failures: list[tuple[int, str]] = []
-            for manifest in candidates:
+            tried = 0
+            for manifest in self._candidates(account, generation):
+                tried += 1
                 try:
                     data = self._fetch(manifest, expected_jid)
                 except (BackupCorruptError, BackupKeyError, SessionCheckError) as exc:
@@ -260,7 +261,27 @@ class SessionVault:
                 detail += f"; the replaced file is kept as {aside.name}" if aside is not None else ""
                 self._emit(EventType.RESTORED, account, epoch, detail, manifest.generation)
                 return RestoreOutcome(True, manifest.generation, tuple(failures), detail, manifest.jid)
+            if not tried:
+                detail = "no backup generation" if generation is None else f"no generation {generation}"
+                if generation is not None:
+                    self._emit(EventType.RESTORE_FAILED, account, epoch, detail, generation)
+                return RestoreOutcome(ok=False, generation=None, detail=detail)
             return RestoreOutcome(False, None, tuple(failures), f"all {len(failures)} generations failed")
+
+    def _candidates(self, account: str, generation: int | None) -> Iterator[Manifest]:
+        """The restore order, read lazily: the asked-for or newest good generation is one
+        document read; the full listing is read only when that one fails."""
+        if generation is not None:
+            asked = self.store.manifest(account, generation)
+            if asked is not None:
+                yield asked
+            return
+        first = self.store.newest_good(account)
+        if first is not None:
+            yield first
+        for manifest in restore_candidates(self.store.manifests(account)):
+            if first is None or manifest.generation != first.generation:
+                yield manifest
 
     def ensure_session(self, account: str, expected_jid: str | None, epoch: int) -> EnsureOutcome:
         """Make the disk session usable before the worker starts (the restore order)."""

@@ -1,7 +1,10 @@
 """The real `BackupStore`: manifests and chunks in Firestore (DESIGN.md Part 1).
 
-Layout: `accounts/{id}/backups/{generation}` holds a manifest, its `chunks/{index}`
-subcollection the encrypted bytes (field `data`, at most 900 KiB). Generation
+Layout: `accounts/{id}/backups/{generation}` holds a manifest with chunk 0 inline
+(field `head`), its `chunks/{index}` subcollection the other encrypted chunks
+(field `data`, at most 900 KiB each). A session that fits one chunk thus
+restores with a single document read; manifests written before `head` existed
+keep chunk 0 in `chunks/0`, and both layouts read back. Generation
 numbers come from `accounts/{id}.backup_reserved_generation`, bumped in a fenced
 transaction, so two writers can never put chunks under the same number (a
 stale writer's chunks would otherwise mix into a live generation). The manifest
@@ -22,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from connector.errors import KeeperError
 from connector.ports import Manifest, StaleEpochError
@@ -74,8 +78,15 @@ _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
+HEAD_FIELD = "head"
+"""Chunk 0, inline in the manifest document."""
+
+
 def manifest_fields(manifest: Manifest) -> dict[str, Any]:
-    return {name: getattr(manifest, name) for name in _FIELD_TYPES}
+    fields = {name: getattr(manifest, name) for name in _FIELD_TYPES}
+    if manifest.head is not None:
+        fields[HEAD_FIELD] = manifest.head
+    return fields
 
 
 def manifest_from_fields(account: str, doc_id: str, data: dict[str, Any]) -> Manifest:
@@ -86,7 +97,10 @@ def manifest_from_fields(account: str, doc_id: str, data: dict[str, Any]) -> Man
             raise BadManifestError(f"{account}: manifest {doc_id}: field {name} missing or not {kind}")
     if str(data["generation"]) != doc_id or data["chunk_count"] < 1:
         raise BadManifestError(f"{account}: manifest {doc_id}: generation or chunk_count inconsistent")
-    return Manifest(account_id=account, **{name: data[name] for name in _FIELD_TYPES})
+    head = data.get(HEAD_FIELD)
+    if head is not None and not isinstance(head, bytes):
+        raise BadManifestError(f"{account}: manifest {doc_id}: field {HEAD_FIELD} is not bytes")
+    return Manifest(account_id=account, head=head, **{name: data[name] for name in _FIELD_TYPES})
 
 
 def summary_fields(manifest: Manifest) -> dict[str, Any]:
@@ -153,9 +167,9 @@ class FirestoreBackupStore:
         result: int = reserve(self._db.transaction())
         return result
 
-    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
         batch, batch_bytes = self._db.batch(), 0
-        for index, chunk in enumerate(chunks):
+        for index, chunk in enumerate(chunks, start):
             if batch_bytes and batch_bytes + len(chunk) > MAX_BATCH_BYTES:
                 batch.commit()
                 batch, batch_bytes = self._db.batch(), 0
@@ -184,31 +198,70 @@ class FirestoreBackupStore:
                 tx.set(account_ref, {SUMMARY_FIELD: summary_fields(manifest)}, merge=True)
                 self.stats.add(writes=1)
             self.stats.add(writes=1)
-            self.stats.add(bytes_written=len(manifest.wrapped_key))
+            self.stats.add(bytes_written=len(manifest.wrapped_key) + len(manifest.head or b""))
 
         write(self._db.transaction())
 
-    def manifests(self, account: str) -> list[Manifest]:
-        query = self._backups(account).order_by("generation", direction=firestore.Query.DESCENDING)
+    def _parsed(self, account: str, docs: Sequence[Any]) -> list[Manifest]:
         found = []
-        docs = list(query.stream())
-        self.stats.add(reads=max(1, len(docs)))
         for doc in docs:
+            data = doc.to_dict() or {}
             try:
-                found.append(manifest_from_fields(account, doc.id, doc.to_dict() or {}))
+                found.append(manifest_from_fields(account, doc.id, data))
             except BadManifestError as exc:
                 log.warning("skipping a bad manifest: %s", exc)
+            head = data.get(HEAD_FIELD)
+            self.stats.add(bytes_read=len(head) if isinstance(head, bytes) else 0)
         return found
 
-    def read_chunks(self, account: str, generation: int, count: int) -> list[bytes | None]:
-        refs = [self._chunk(account, generation, index) for index in range(count)]
-        by_id: dict[str, bytes | None] = {}
-        for snap in self._db.get_all(refs):
+    def manifests(self, account: str) -> list[Manifest]:
+        query = (
+            self._backups(account)
+            .select(list(_FIELD_TYPES))
+            .order_by("generation", direction=firestore.Query.DESCENDING)
+        )
+        docs = list(query.stream())
+        self.stats.add(reads=max(1, len(docs)))
+        return self._parsed(account, docs)
+
+    def manifest(self, account: str, generation: int) -> Manifest | None:
+        snap = self._manifest(account, generation).get()
+        self.stats.add(reads=1)
+        found = self._parsed(account, [snap] if snap.exists else [])
+        return found[0] if found else None
+
+    def newest_good(self, account: str) -> Manifest | None:
+        """One query (index: good, generation desc); a bad newest manifest falls back to the listing."""
+        query = (
+            self._backups(account)
+            .where(filter=FieldFilter("good", "==", True))
+            .order_by("generation", direction=firestore.Query.DESCENDING)
+            .limit(1)
+        )
+        docs = list(query.stream())
+        self.stats.add(reads=1)
+        found = self._parsed(account, docs)
+        return found[0] if found else None
+
+    def _head(self, account: str, generation: int) -> bytes | None:
+        snap = self._manifest(account, generation).get(field_paths=[HEAD_FIELD])
+        self.stats.add(reads=1)
+        head = (snap.to_dict() or {}).get(HEAD_FIELD) if snap.exists else None
+        self.stats.add(bytes_read=len(head) if isinstance(head, bytes) else 0)
+        return head if isinstance(head, bytes) else None
+
+    def read_chunks(self, account: str, generation: int, count: int, start: int = 0) -> list[bytes | None]:
+        """Chunk documents in one batch; chunk 0 from the manifest's `head` when it has one."""
+        head = self._head(account, generation) if start == 0 else None
+        indexes = [i for i in range(start, count) if not (i == 0 and head is not None)]
+        by_id: dict[str, bytes | None] = {"0": head} if head is not None else {}
+        refs = [self._chunk(account, generation, index) for index in indexes]
+        for snap in self._db.get_all(refs) if refs else []:
             self.stats.add(reads=1)
             data = (snap.to_dict() or {}).get("data") if snap.exists else None
             by_id[snap.id] = data if isinstance(data, bytes) else None
             self.stats.add(bytes_read=len(data) if isinstance(data, bytes) else 0)
-        return [by_id.get(str(index)) for index in range(count)]
+        return [by_id.get(str(index)) for index in range(start, count)]
 
     def mark_good(self, account: str, generation: int) -> bool:
         ref, account_ref = self._manifest(account, generation), self._account(account)

@@ -32,12 +32,19 @@ class MemoryBackupStore:
             self._lease_epochs[account] = epoch
 
     def put_chunk(self, account: str, generation: int, index: int, data: bytes) -> None:
-        """Overwrite one stored chunk (tests of tampering)."""
+        """Overwrite one stored chunk, inline head included (tests of tampering)."""
         with self._lock:
+            manifest = self._manifests.get((account, generation))
+            if index == 0 and manifest is not None and manifest.head is not None:
+                self._manifests[(account, generation)] = dataclasses.replace(manifest, head=data)
+                return
             self._chunks.setdefault((account, generation), {})[index] = data
 
     def drop_chunk(self, account: str, generation: int, index: int) -> None:
         with self._lock:
+            manifest = self._manifests.get((account, generation))
+            if index == 0 and manifest is not None and manifest.head is not None:
+                self._manifests[(account, generation)] = dataclasses.replace(manifest, head=None)
             self._chunks.get((account, generation), {}).pop(index, None)
 
     # -- BackupStore -----------------------------------------------------------------
@@ -54,10 +61,10 @@ class MemoryBackupStore:
             self._reserved[account] = generation
             return generation
 
-    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
         with self._lock:
             stored = self._chunks.setdefault((account, generation), {})
-            for index, chunk in enumerate(chunks):
+            for index, chunk in enumerate(chunks, start):
                 stored[index] = bytes(chunk)
 
     def commit(self, manifest: Manifest) -> None:
@@ -74,12 +81,25 @@ class MemoryBackupStore:
     def manifests(self, account: str) -> list[Manifest]:
         with self._lock:
             found = [m for (a, _), m in self._manifests.items() if a == account]
-        return sorted(found, key=lambda m: m.generation, reverse=True)
+        listed = [dataclasses.replace(m, head=None) for m in found]
+        return sorted(listed, key=lambda m: m.generation, reverse=True)
 
-    def read_chunks(self, account: str, generation: int, count: int) -> list[bytes | None]:
+    def manifest(self, account: str, generation: int) -> Manifest | None:
         with self._lock:
-            stored = self._chunks.get((account, generation), {})
-            return [stored.get(index) for index in range(count)]
+            return self._manifests.get((account, generation))
+
+    def newest_good(self, account: str) -> Manifest | None:
+        with self._lock:
+            good = [m for (a, _), m in self._manifests.items() if a == account and m.good]
+        return max(good, key=lambda m: m.generation, default=None)
+
+    def read_chunks(self, account: str, generation: int, count: int, start: int = 0) -> list[bytes | None]:
+        with self._lock:
+            stored = dict(self._chunks.get((account, generation), {}))
+            manifest = self._manifests.get((account, generation))
+        if manifest is not None and manifest.head is not None:
+            stored[0] = manifest.head
+        return [stored.get(index) for index in range(start, count)]
 
     def mark_good(self, account: str, generation: int) -> bool:
         with self._lock:

@@ -73,6 +73,45 @@ def write(rig: Rig, m: Manifest, chunks: list[bytes] | None = None) -> list[byte
     return data
 
 
+def write_inline(rig: Rig, m: Manifest) -> list[bytes]:
+    """The vault's layout: chunk 0 inline in the manifest, the rest as chunk documents."""
+    data = [os.urandom(100) for _ in range(m.chunk_count)]
+    rig.store.write_chunks(m.account_id, m.generation, data[1:], start=1)
+    rig.store.commit(replace(m, head=data[0]))
+    return data
+
+
+def test_chunk_0_inline_reads_back_with_the_manifest_and_as_a_chunk(rig: Rig) -> None:
+    chunks = write_inline(rig, manifest("acct-a", 1, chunk_count=3))
+    one = rig.store.manifest("acct-a", 1)
+    assert one is not None and one.head == chunks[0]
+    assert rig.store.read_chunks("acct-a", 1, 3) == chunks
+    assert rig.store.read_chunks("acct-a", 1, 3, start=1) == chunks[1:]
+    (listed,) = rig.store.manifests("acct-a")
+    assert listed.head is None  # listings leave the bytes out
+    assert rig.store.manifest("acct-a", 2) is None
+
+
+def test_the_older_layout_without_an_inline_chunk_still_reads(rig: Rig) -> None:
+    chunks = write(rig, manifest("acct-a", 1, chunk_count=2))
+    one = rig.store.manifest("acct-a", 1)
+    assert one is not None and one.head is None
+    assert rig.store.read_chunks("acct-a", 1, 2) == chunks
+
+
+def test_newest_good_skips_newer_unconfirmed_generations(rig: Rig) -> None:
+    assert rig.store.newest_good("acct-a") is None
+    chunks = write_inline(rig, manifest("acct-a", 1, chunk_count=1))
+    write_inline(rig, manifest("acct-a", 2, chunk_count=1))
+    write_inline(rig, manifest("acct-a", 3, chunk_count=1, good=False))
+    write_inline(rig, manifest("acct-b", 4, chunk_count=1))
+    best = rig.store.newest_good("acct-a")
+    assert best is not None and best.generation == 2
+    rig.store.delete_generation("acct-a", 2)
+    best = rig.store.newest_good("acct-a")
+    assert best is not None and (best.generation, best.head) == (1, chunks[0])
+
+
 def test_generations_are_reserved_once_and_grow_per_account(rig: Rig) -> None:
     assert [rig.store.reserve_generation("acct-a", 0) for _ in range(3)] == [1, 2, 3]
     assert rig.store.reserve_generation("acct-b", 0) == 1

@@ -58,19 +58,38 @@ def chunk_doc(
     return db.document(path)
 
 
+def backup_doc(db: firestore.Client, account: str, generation: int) -> firestore.DocumentReference:
+    return db.document(f"{Collections.ACCOUNTS}/{account}/{SubCollections.BACKUPS}/{generation}")
+
+
+def get_chunk(db: firestore.Client, account: str, generation: int, index: int = 0) -> bytes:
+    """A stored chunk wherever it lives: chunk 0 inline in the manifest (`head`), the others as documents."""
+    if index == 0:
+        head: bytes = (backup_doc(db, account, generation).get().to_dict() or {})["head"]
+        return head
+    data: bytes = (chunk_doc(db, account, generation, index).get().to_dict() or {})["data"]
+    return data
+
+
+def put_chunk(db: firestore.Client, account: str, generation: int, index: int, data: bytes) -> None:
+    if index == 0:
+        backup_doc(db, account, generation).update({"head": data})
+    else:
+        chunk_doc(db, account, generation, index).set({"data": data})
+
+
 def flip_a_byte(db: firestore.Client, generation: int) -> None:
-    ref = chunk_doc(db, A, generation)
-    data = bytearray((ref.get().to_dict() or {})["data"])
+    data = bytearray(get_chunk(db, A, generation))
     data[len(data) // 2] ^= 0x01
-    ref.set({"data": bytes(data)})
+    put_chunk(db, A, generation, 0, bytes(data))
 
 
 def copy_from_other_account(db: firestore.Client, generation: int) -> None:
-    chunk_doc(db, A, generation).set(chunk_doc(db, B, 1).get().to_dict() or {})
+    put_chunk(db, A, generation, 0, get_chunk(db, B, 1))
 
 
 def copy_from_other_generation(db: firestore.Client, generation: int) -> None:
-    chunk_doc(db, A, generation).set(chunk_doc(db, A, generation - 1).get().to_dict() or {})
+    put_chunk(db, A, generation, 0, get_chunk(db, A, generation - 1))
 
 
 @pytest.mark.parametrize(
@@ -147,8 +166,8 @@ def test_a_stale_epoch_leaves_no_generation(
 class TakenOverAfterChunks(FirestoreBackupStore):
     """Another connector takes the lease after this one wrote its chunks."""
 
-    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
-        super().write_chunks(account, generation, chunks)
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
+        super().write_chunks(account, generation, chunks, start)
         set_lease_epoch(self._db, account, 2)
 
 
@@ -186,15 +205,11 @@ def test_enospc_while_restoring_keeps_the_previous_disk_session(
     assert [p.name for p in session.parent.iterdir() if "restoring" in p.name] == []
 
 
-def backup_doc(db: firestore.Client, account: str, generation: int) -> firestore.DocumentReference:
-    return db.document(f"{Collections.ACCOUNTS}/{account}/{SubCollections.BACKUPS}/{generation}")
-
-
 def copy_generation(db: firestore.Client, source: tuple[str, int], target: tuple[str, int]) -> None:
     """A whole generation (manifest and chunks, same key) copied to another account or number."""
     manifest = backup_doc(db, *source).get().to_dict() or {}
     backup_doc(db, *target).set({**manifest, "generation": target[1]})
-    for index in range(manifest["chunk_count"]):
+    for index in range(1, manifest["chunk_count"]):
         chunk_doc(db, *target, index).set(chunk_doc(db, *source, index).get().to_dict() or {})
 
 
@@ -223,8 +238,8 @@ def test_chunks_swapped_within_a_generation_fail_on_their_index(
     vault, events = make_vault(root, FirestoreBackupStore(clean_firestore))
     vault.backup(A, JID, 1, True)
     assert vault.generations(A)[0].chunk_count >= 2
-    first, second = (chunk_doc(clean_firestore, A, 1, i).get().to_dict() or {} for i in (0, 1))
-    chunk_doc(clean_firestore, A, 1, 0).set(second)
-    chunk_doc(clean_firestore, A, 1, 1).set(first)
+    first, second = (get_chunk(clean_firestore, A, 1, i) for i in (0, 1))
+    put_chunk(clean_firestore, A, 1, 0, second)
+    put_chunk(clean_firestore, A, 1, 1, first)
     assert not vault.restore(A, 1).ok
     assert "chunk 0 fails authentication" in events.events[-1].detail

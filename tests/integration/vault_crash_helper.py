@@ -35,8 +35,8 @@ def pause() -> None:
 
 
 class PausingStore(FirestoreBackupStore):
-    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
-        super().write_chunks(account, generation, chunks)
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
+        super().write_chunks(account, generation, chunks, start)
         pause()
 
 

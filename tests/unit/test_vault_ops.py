@@ -133,8 +133,8 @@ def test_a_stale_epoch_leaves_no_generation(root: Path, store: MemoryBackupStore
 class TakenOverMidway(MemoryBackupStore):
     """The lease moves to another connector after the chunks are written."""
 
-    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes]) -> None:
-        super().write_chunks(account, generation, chunks)
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
+        super().write_chunks(account, generation, chunks, start)
         self.set_lease_epoch(account, 9)
 
 
