@@ -1,7 +1,7 @@
 """The lease loop: one `LeaseElector` acts on `connector.lease.decide` for all accounts.
 
 Why one loop for many accounts: 200 accounts per connector must be cheap. Each
-store call is one small transaction on one lease document, run as a background
+store call is one compare-and-set on one lease document, run as a background
 task (a bounded number at once), and the reads of accounts we wait for go out in
 one batch. A hung call never delays the deadline check of any account, its own
 included: the check is local arithmetic on the monotonic clock.

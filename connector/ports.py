@@ -219,9 +219,11 @@ class PendingCommand:
 class CommandStore(Protocol):
     """Commands in Firestore (`commands/{id}`): listened to, claimed, finished.
 
-    `claim` is a transaction: the command must be pending and unexpired and the
-    caller's epoch must equal `leases/{account}.epoch`; otherwise it raises
-    `connector.inbox.ClaimRefused`. The listener callback runs on another thread.
+    `claim` is atomic: the command must be pending and unexpired and the caller's
+    epoch must equal `leases/{account}.epoch` when it commits; otherwise it raises
+    `connector.inbox.ClaimRefused`. A claim repeated by its claimer at the same
+    epoch succeeds (a retry after a lost answer). The listener callback runs on
+    another thread.
     """
 
     def listen(self, on_pending: Callable[[PendingCommand], None]) -> None: ...
@@ -240,8 +242,8 @@ class CommandStore(Protocol):
 class LeaseStore(Protocol):
     """`leases/{account}` (connector/lease_record.py has the record and the write rules).
 
-    Every write is one transaction on one document that applies a rule of
-    lease_record.py to the record as stored; the store's own clock (Firestore:
+    Every write is one atomic compare-and-set on one document that applies a rule
+    of lease_record.py to the record as stored; the store's own clock (Firestore:
     the server timestamp) sets `renewed_at` and `acquired_at`. Each call returns
     the lease as stored after it, with the store's time of that read or write.
     """

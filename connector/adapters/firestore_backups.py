@@ -8,8 +8,9 @@ keep chunk 0 in `chunks/0`, and both layouts read back. Generation
 numbers come from `accounts/{id}.backup_reserved_generation`, bumped in a fenced
 transaction, so two writers can never put chunks under the same number (a
 stale writer's chunks would otherwise mix into a live generation). The manifest
-is written last, in a transaction that reads `leases/{id}.epoch` and refuses a
-stale caller; it also updates the account's `backup` summary.
+is written last, in a batch that requires `leases/{id}` unchanged since its epoch
+was read and refuses a stale caller (firestore_cas: no locks); it also updates the
+account's `backup` summary.
 
 `stats` counts documents read and written and the blob bytes moved (the bench
 prints them; Firestore bills per document).
@@ -27,6 +28,7 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from connector.adapters.firestore_cas import fenced_epoch, guard, optimistic
 from connector.errors import KeeperError
 from connector.ports import Manifest, StaleEpochError
 from wa_wire.names import Collections, SubCollections
@@ -139,12 +141,10 @@ class FirestoreBackupStore:
         chunk: firestore.DocumentReference = chunks.document(str(index))
         return chunk
 
-    def _check_epoch(self, tx: firestore.Transaction, account: str, epoch: int) -> None:
-        lease = self._lease(account).get(transaction=tx)
-        self.stats.add(reads=1)
-        current = (lease.to_dict() or {}).get("epoch", 0) if lease.exists else 0
-        if not isinstance(current, int):
-            raise KeeperError(f"leases/{account}: field epoch is not an integer")
+    def _fence(self, batch: firestore.WriteBatch, account: str, epoch: int) -> None:
+        """Refuse (StaleEpochError) an epoch older than the lease's; the batch requires the lease unchanged."""
+        current = fenced_epoch(batch, self._db, account)
+        self.stats.add(reads=1, writes=1)
         if epoch < current:
             raise StaleEpochError(f"{account}: lease epoch {epoch} is older than the current {current}")
 
@@ -153,19 +153,20 @@ class FirestoreBackupStore:
     def reserve_generation(self, account: str, epoch: int) -> int:
         ref = self._account(account)
 
-        @firestore.transactional
-        def reserve(tx: firestore.Transaction) -> int:
-            self._check_epoch(tx, account, epoch)
-            snap = ref.get(transaction=tx)
-            self.stats.add(reads=1)
+        def reserve(batch: firestore.WriteBatch) -> int:
+            self._fence(batch, account, epoch)
+            snap = ref.get()
+            self.stats.add(reads=1, writes=1)
             last = (snap.to_dict() or {}).get(RESERVED_FIELD, 0) if snap.exists else 0
             generation = (last if isinstance(last, int) else 0) + 1
-            tx.set(ref, {RESERVED_FIELD: generation}, merge=True)
-            self.stats.add(writes=1)
+            if snap.exists:
+                batch.update(ref, {RESERVED_FIELD: generation}, option=guard(self._db, snap))
+            else:
+                batch.create(ref, {RESERVED_FIELD: generation})
             return generation
 
-        result: int = reserve(self._db.transaction())
-        return result
+        generation, _ = optimistic(self._db, reserve)
+        return generation
 
     def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
         batch, batch_bytes = self._db.batch(), 0
@@ -181,26 +182,30 @@ class FirestoreBackupStore:
             batch.commit()
 
     def commit(self, manifest: Manifest) -> None:
+        """One batch: the manifest (created: never twice), the summary when newest, the lease check.
+
+        No lock on the account document: its only other writer of `backup` is the
+        policy's mark-good, and one holder commits one generation at a time.
+        """
         account = manifest.account_id
         ref, account_ref = self._manifest(account, manifest.generation), self._account(account)
 
-        @firestore.transactional
-        def write(tx: firestore.Transaction) -> None:
-            self._check_epoch(tx, account, manifest.lease_epoch)
-            existing, snap = ref.get(transaction=tx), account_ref.get(transaction=tx)
+        def write(batch: firestore.WriteBatch) -> None:
+            self._fence(batch, account, manifest.lease_epoch)
+            existing, snap = ref.get(field_paths=["generation"]), account_ref.get(field_paths=[SUMMARY_FIELD])
             self.stats.add(reads=2)
             if existing.exists:
                 raise KeeperError(f"{account}: generation {manifest.generation} already has a manifest")
-            tx.create(ref, manifest_fields(manifest))
+            batch.create(ref, manifest_fields(manifest))
             summary = (snap.to_dict() or {}).get(SUMMARY_FIELD) if snap.exists else None
             newest = summary.get("generation", 0) if isinstance(summary, dict) else 0
             if not isinstance(newest, int) or newest < manifest.generation:
-                tx.set(account_ref, {SUMMARY_FIELD: summary_fields(manifest)}, merge=True)
+                batch.set(account_ref, {SUMMARY_FIELD: summary_fields(manifest)}, merge=True)
                 self.stats.add(writes=1)
             self.stats.add(writes=1)
             self.stats.add(bytes_written=len(manifest.wrapped_key) + len(manifest.head or b""))
 
-        write(self._db.transaction())
+        optimistic(self._db, write)
 
     def _parsed(self, account: str, docs: Sequence[Any]) -> list[Manifest]:
         found = []
@@ -266,21 +271,25 @@ class FirestoreBackupStore:
     def mark_good(self, account: str, generation: int) -> bool:
         ref, account_ref = self._manifest(account, generation), self._account(account)
 
-        @firestore.transactional
-        def mark(tx: firestore.Transaction) -> bool:
-            snap, account_snap = ref.get(transaction=tx), account_ref.get(transaction=tx)
+        def mark(batch: firestore.WriteBatch) -> bool:
+            snap = ref.get(field_paths=["generation"])
+            account_snap = account_ref.get(field_paths=[SUMMARY_FIELD])
             self.stats.add(reads=2)
             if not snap.exists:
                 return False
-            tx.update(ref, {"good": True})
+            batch.update(ref, {"good": True}, option=guard(self._db, snap))
             summary = (account_snap.to_dict() or {}).get(SUMMARY_FIELD) if account_snap.exists else None
             if isinstance(summary, dict) and summary.get("generation") == generation:
-                tx.set(account_ref, {SUMMARY_FIELD: {**summary, "good": True}}, merge=True)
+                batch.update(
+                    account_ref,
+                    {SUMMARY_FIELD: {**summary, "good": True}},
+                    option=guard(self._db, account_snap),
+                )
                 self.stats.add(writes=1)
             self.stats.add(writes=1)
             return True
 
-        marked: bool = mark(self._db.transaction())
+        marked, _ = optimistic(self._db, mark)
         return marked
 
     def orphan_generations(self, account: str) -> list[int]:
@@ -317,11 +326,7 @@ class FirestoreBackupStore:
     def wipe(self, account: str, epoch: int) -> int:
         """Fenced once up front; the deletes that follow are idempotent."""
 
-        @firestore.transactional
-        def check(tx: firestore.Transaction) -> None:
-            self._check_epoch(tx, account, epoch)
-
-        check(self._db.transaction())
+        self._fence(self._db.batch(), account, epoch)  # a check only: the batch is not committed
         refs = list(self._backups(account).list_documents())
         for ref in refs:
             self.stats.add(reads=1)

@@ -8,8 +8,8 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from connector.adapters.firestore_cas import fenced_epoch, guard, optimistic
 from connector.adapters.firestore_retry import retry_contended
-from connector.adapters.firestore_status import lease_epoch
 from connector.clock import Clock
 from connector.inbox import ClaimRefused
 from connector.ports import PendingCommand
@@ -86,35 +86,32 @@ class FirestoreCommandStore:
         ref = self._commands().document(command_id)
         now = self._clock.now()
 
-        @firestore.transactional
-        def apply(tx: firestore.Transaction) -> None:
-            snap = ref.get(transaction=tx)
+        def body(batch: firestore.WriteBatch) -> bool:
+            snap = ref.get()
             data = snap.to_dict() if snap.exists else None
             if data is None:
                 raise ClaimRefused(f"command {command_id} is not pending")
             mine = data.get("claimed_by") == connector_id and data.get("claimed_epoch") == epoch
             if data.get("status") == CommandStatus.CLAIMED.value and mine:
-                claimed.append(True)  # a retry of a claim that committed but whose answer was lost
-                return
+                return True  # a retry of a claim that committed but whose answer was lost
             if data.get("status") != CommandStatus.PENDING.value:
                 raise ClaimRefused(f"command {command_id} is not pending")
             if parse_timestamp(str(data.get("expires_at"))) <= now:
-                tx.update(ref, {"status": CommandStatus.EXPIRED.value, "finished_at": utc_timestamp(now)})
-                return
-            account = str(data.get("account_id"))
-            current = lease_epoch(
-                self._client.collection(Collections.LEASES).document(account).get(transaction=tx)
-            )
+                expired = {"status": CommandStatus.EXPIRED.value, "finished_at": utc_timestamp(now)}
+                batch.update(ref, expired, option=guard(self._client, snap))
+                return False
+            current = fenced_epoch(batch, self._client, str(data.get("account_id")))
             if epoch != current:
                 raise ClaimRefused(f"command {command_id}: epoch {epoch} is not the lease's {current}")
-            tx.update(
-                ref,
-                {"status": CommandStatus.CLAIMED.value, "claimed_by": connector_id, "claimed_epoch": epoch},
-            )
-            claimed.append(True)
+            claimed = {
+                "status": CommandStatus.CLAIMED.value,
+                "claimed_by": connector_id,
+                "claimed_epoch": epoch,
+            }
+            batch.update(ref, claimed, option=guard(self._client, snap))
+            return True
 
-        claimed: list[bool] = []
-        apply(self._client.transaction())
+        claimed, _ = optimistic(self._client, body)
         if not claimed:
             raise ClaimRefused(f"command {command_id} expired")
 
@@ -123,16 +120,17 @@ class FirestoreCommandStore:
         ref = self._commands().document(command_id)
         now = utc_timestamp(self._clock.now())
 
-        @firestore.transactional
-        def apply(tx: firestore.Transaction) -> None:
-            snap = ref.get(transaction=tx)
+        def body(batch: firestore.WriteBatch) -> None:
+            snap = ref.get()
             data = snap.to_dict() if snap.exists else {}
             if (data or {}).get("claimed_by") != connector_id:
                 raise ClaimRefused(f"command {command_id} is not claimed by {connector_id}")
             status = CommandStatus.DONE if ok else CommandStatus.FAILED
-            tx.update(
+            result = {"ok": ok, "message": message[:2000]}
+            batch.update(
                 ref,
-                {"status": status.value, "result": {"ok": ok, "message": message[:2000]}, "finished_at": now},
+                {"status": status.value, "result": result, "finished_at": now},
+                option=guard(self._client, snap),
             )
 
-        apply(self._client.transaction())
+        optimistic(self._client, body)

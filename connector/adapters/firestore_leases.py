@@ -1,14 +1,16 @@
-"""The real `LeaseStore`: `leases/{account}` in Firestore, written in transactions only.
+"""The real `LeaseStore`: `leases/{account}` in Firestore, written by compare-and-set.
 
-Each write is one transaction on one document: read the lease, apply the rule
-of connector/lease_record.py, write with `SERVER_TIMESTAMP`. The stored stamp
-comes back in the commit's transform results, so the returned record is exactly
-what is stored (the emulator's server timestamp differs from its commit time,
-so the commit time would not do). The Google client is synchronous; calls run
-in worker threads.
+Each write reads the lease without a lock, applies the rule of
+connector/lease_record.py, and commits with the read's update_time as
+precondition (connector/adapters/firestore_cas.py): a transaction would lock
+the lease, and a connector killed mid-transaction would keep a standby from
+taking over until the lock expired. `renewed_at` is `SERVER_TIMESTAMP`; the
+stored stamp comes back in the commit's transform results, so the returned
+record is exactly what is stored (the emulator's server timestamp differs from
+its commit time, so the commit time would not do). The Google client is
+synchronous; calls run in worker threads.
 
-`check_epoch` is the fencing read other adapters make inside their own
-transactions (backup manifests, command claims, status writes).
+Other adapters fence their writes on the lease with `firestore_cas.fenced_epoch`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any, TypeVar
 
 from google.cloud import firestore
 
+from connector.adapters.firestore_cas import guard, optimistic
 from connector.lease_record import (
     SERVER_NOW,
     LeaseRecord,
@@ -31,7 +34,6 @@ from connector.lease_record import (
     check_id,
     check_ttl_ms,
     epoch_of,
-    fence,
     release_fields,
     renew_fields,
     to_micros,
@@ -49,21 +51,6 @@ T = TypeVar("T")
 
 def _record(account: str, snapshot: Any) -> LeaseRecord | None:
     return LeaseRecord.from_fields(account, snapshot.to_dict() or {}) if snapshot.exists else None
-
-
-def check_epoch(
-    transaction: firestore.Transaction, client: firestore.Client, account: str, epoch: int
-) -> None:
-    """Inside a transaction (before its writes): refuse with StaleEpochError unless `epoch` is current.
-
-    A missing lease document counts as epoch 0.
-    """
-    snapshot = (
-        client.collection(Collections.LEASES)
-        .document(check_id("account", account))
-        .get(transaction=transaction)
-    )
-    fence(account, epoch_of(account, snapshot.to_dict() if snapshot.exists else None), epoch)
 
 
 class FirestoreLeaseStore:
@@ -95,24 +82,25 @@ class FirestoreLeaseStore:
 
     def _write(self, account: str, rule: Rule) -> LeaseView:
         ref = self._ref(account)
-        outcome: dict[str, Any] = {}
+        seen: dict[str, Any] = {}
 
-        @firestore.transactional
-        def body(transaction: firestore.Transaction) -> None:
-            snapshot = ref.get(transaction=transaction)
+        def body(batch: firestore.WriteBatch) -> None:
+            snapshot = ref.get()
             current = _record(account, snapshot)
             fields = rule(current)
-            outcome.update(current=current, fields=fields, read_time=snapshot.read_time)
-            if fields is not None:
-                stored = {k: firestore.SERVER_TIMESTAMP if v == SERVER_NOW else v for k, v in fields.items()}
-                transaction.set(ref, stored, merge=True)
+            seen.update(current=current, fields=fields, read_time=snapshot.read_time)
+            if fields is None:
+                return
+            stored = {k: firestore.SERVER_TIMESTAMP if v == SERVER_NOW else v for k, v in fields.items()}
+            if snapshot.exists:
+                batch.update(ref, stored, option=guard(self._db, snapshot))
+            else:
+                batch.create(ref, stored)
 
-        transaction = self._db.transaction()
-        body(transaction)
-        current, fields = outcome["current"], outcome["fields"]
+        _, results = optimistic(self._db, body)
+        current, fields = seen["current"], seen["fields"]
         if fields is None:
-            return LeaseView(account, current, to_micros(outcome["read_time"]))
-        results = transaction.write_results or []
+            return LeaseView(account, current, to_micros(seen["read_time"]))
         stamp: datetime = to_micros(results[0].transform_results[0].timestamp_value)
         return LeaseView(account, apply_write(account, current, fields, stamp), stamp, written=True)
 

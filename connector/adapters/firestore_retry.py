@@ -16,12 +16,20 @@ from typing import ParamSpec, TypeVar
 import tenacity
 from google.api_core import exceptions as gexc
 
+from connector.adapters.firestore_cas import WriteConflictError
+
 log = logging.getLogger("wa_keeper.firestore")
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-TRANSIENT = (gexc.Aborted, gexc.DeadlineExceeded, gexc.ServiceUnavailable, gexc.InternalServerError)
+TRANSIENT = (
+    gexc.Aborted,
+    gexc.DeadlineExceeded,
+    gexc.ServiceUnavailable,
+    gexc.InternalServerError,
+    WriteConflictError,
+)
 RETRY_FOR_S = 30.0
 
 

@@ -1,8 +1,9 @@
 """The visible account state in `accounts/{id}`, written by the connector that holds it.
 
-Each write is a transaction that first reads `leases/{id}.epoch` and refuses
-(StaleEpochError) when the writer's epoch is older: a connector that lost the
-lease can no longer overwrite what the new holder shows. The QR code is stored
+Each write reads `leases/{id}.epoch` and refuses (StaleEpochError) when the
+writer's epoch is older; the commit requires the lease unchanged since that read
+(firestore_cas: no lock, so a killed connector blocks nobody). A connector that
+lost the lease can no longer overwrite what the new holder shows. The QR code is stored
 only while pairing and deleted with the next write.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from google.cloud import firestore
 
+from connector.adapters.firestore_cas import fenced_epoch, optimistic
 from connector.adapters.firestore_retry import retry_contended
 from connector.ports import StaleEpochError, StatusUpdate
 from wa_wire import AccountStatus, Collections
@@ -38,14 +40,6 @@ def status_fields(update: StatusUpdate) -> dict[str, Any]:
     return fields
 
 
-def lease_epoch(snapshot: Any) -> int:
-    """The epoch of a lease snapshot; a missing lease counts as epoch 0."""
-    if not snapshot.exists:
-        return 0
-    epoch = (snapshot.to_dict() or {}).get("epoch", 0)
-    return int(epoch) if isinstance(epoch, int) else 0
-
-
 class FirestoreStatusWriter:
     def __init__(self, client: firestore.Client) -> None:
         self._client = client
@@ -55,16 +49,14 @@ class FirestoreStatusWriter:
 
     @retry_contended
     def write_sync(self, account: str, update: StatusUpdate) -> None:
-        lease = self._client.collection(Collections.LEASES).document(account)
         doc = self._client.collection(Collections.ACCOUNTS).document(account)
 
-        @firestore.transactional
-        def apply(tx: firestore.Transaction) -> None:
-            current = lease_epoch(lease.get(transaction=tx))
+        def body(batch: firestore.WriteBatch) -> None:
+            current = fenced_epoch(batch, self._client, account)
             if update.epoch < current:
                 raise StaleEpochError(
                     f"status of {account} not written: epoch {update.epoch} is older than the lease's {current}"
                 )
-            tx.set(doc, status_fields(update), merge=True)
+            batch.set(doc, status_fields(update), merge=True)
 
-        apply(self._client.transaction())
+        optimistic(self._client, body)

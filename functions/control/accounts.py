@@ -1,8 +1,9 @@
 """Reading an account as the policy sees it, and writing a decision back.
 
 Everything here runs inside the caller's transaction: reads first (account,
-lease, backup manifests, existing commands), then the writes of one decision,
-so the dedupe record, the state and the commands land together or not at all.
+backup manifests, existing commands; the lease is read outside it, without a
+lock), then the writes of one decision, so the dedupe record, the state and the
+commands land together or not at all.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def policy_record(account: str, data: dict[str, Any]) -> PolicyRecord:
 
 def load(db: firestore.Client, tx: firestore.Transaction, account: str) -> Loaded:
     snap = account_ref(db, account).get(transaction=tx)
-    lease = db.collection(Collections.LEASES).document(account).get(transaction=tx)
+    # Read outside the transaction on purpose: a transactional read locks the lease, and the
+    # connector's renewals would wait behind this transaction (NOTES.md: emulator lock waits).
+    # The epoch only decides whether an event is stale; a moment's staleness changes nothing.
+    lease = db.collection(Collections.LEASES).document(account).get()
     manifests = backups_ref(db, account).select(["generation", "good"]).stream(transaction=tx)
     data = (snap.to_dict() or {}) if snap.exists else {}
     lease_data = (lease.to_dict() or {}) if lease.exists else None

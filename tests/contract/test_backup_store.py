@@ -259,6 +259,8 @@ def test_firestore_skips_a_malformed_manifest(
 def test_firestore_refuses_a_lease_with_a_bad_epoch(clean_firestore: firestore.Client) -> None:
     clean_firestore.document(f"{Collections.LEASES}/acct-a").set({"epoch": "7", "holder": "x"})
     store = FirestoreBackupStore(clean_firestore)
-    with pytest.raises(KeeperError, match="leases/acct-a: field epoch is not an integer"):
+    with pytest.raises(
+        KeeperError, match=r"leases/acct-a: field epoch is .7., expected a non-negative integer"
+    ):
         store.reserve_generation("acct-a", 7)
     assert store.manifests("acct-a") == [] and store.orphan_generations("acct-a") == []

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
-from connector.adapters.firestore_leases import FirestoreLeaseStore, check_epoch
+from connector.adapters.firestore_cas import fenced_epoch, optimistic
+from connector.adapters.firestore_leases import FirestoreLeaseStore
 from connector.adapters.memory_leases import MemoryLeaseStore
-from connector.lease_record import LeaseError, LeaseRecord
+from connector.lease_record import LeaseError, LeaseRecord, fence
 from connector.ports import LeaseStore, StaleEpochError
 from wa_wire import Collections
 
@@ -25,7 +26,7 @@ class Rig:
     store: LeaseStore
     put_raw: Callable[[str, dict[str, Any]], object]
     read_raw: Callable[[str], dict[str, Any] | None]
-    fenced_write: Callable[[str, int, str], None]  # a write guarded by check_epoch, as other adapters do
+    fenced_write: Callable[[str, int, str], None]  # a write fenced on the lease, as other adapters do
     probes: Callable[[], dict[str, str]]
     extra: list[Any] = field(default_factory=list)
 
@@ -51,12 +52,11 @@ def firestore_rig(client: firestore.Client) -> Rig:
     leases = client.collection(Collections.LEASES)
 
     def fenced_write(account: str, epoch: int, value: str) -> None:
-        @firestore.transactional
-        def body(transaction: firestore.Transaction) -> None:
-            check_epoch(transaction, client, account, epoch)
-            transaction.set(client.collection(PROBE).document(account), {"value": value})
+        def body(batch: firestore.WriteBatch) -> None:
+            fence(account, fenced_epoch(batch, client, account), epoch)
+            batch.set(client.collection(PROBE).document(account), {"value": value})
 
-        body(client.transaction())
+        optimistic(client, body)
 
     def probes() -> dict[str, str]:
         return {doc.id: (doc.to_dict() or {})["value"] for doc in client.collection(PROBE).stream()}
