@@ -31,6 +31,12 @@ in brackets; one emulator for everyone), TTL 15 s, backups every 10 s:
   each miss another acquire and restore.
   (*) a lock the killed host's unfinished transaction left on a lease: 60 s.
 Double connections beyond the renew deadline: none in any run.
+After leases and fenced writes moved from transactions to compare-and-set (no lock
+a killed host can leave behind), 200 accounts, TTL 15 s, backups every 10 s, load
+average 9.6 (the unit tests ran beside it):
+  kill -9: logged in again p50 19.2 / p90 25.4 / max 26.1 s (95 of 200 over TTL + 5);
+  the survivor's 241 renewals: mean 0.39 s, none over 2.5 s (it settled; before: did not);
+  SIGTERM: old host exited 17.2 s; logged in again max 25.7 s. Double connections: none.
 """
 
 from __future__ import annotations

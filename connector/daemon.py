@@ -110,6 +110,9 @@ class Daemon:
         self._event(EventType.LEASE_LOST, account, epoch, "renew deadline missed: self-fenced")
         self._spawn(self.supervisor.fence(account))
 
+    def on_held_until(self, account: str, epoch: int, until_mono: float) -> None:
+        self._spawn(self.supervisor.extend_hold(account, until_mono))
+
     def _event(self, kind: EventType, account: str, epoch: int, detail: str = "") -> None:
         self.outbox.emit(
             LifecycleEvent.new(

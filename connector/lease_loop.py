@@ -42,6 +42,11 @@ class LeaseListener(Protocol):
         """No renewal within the deadline: stop the worker (close the socket) before others take over."""
         ...
 
+    def on_held_until(self, account: str, epoch: int, until_mono: float) -> None:
+        """After each acquire and renew: the lease is ours until `until_mono`, its renew deadline
+        on this host's monotonic clock (the worker's hold, connector/workers/hold.py)."""
+        ...
+
 
 class LeaseElector:
     """One loop for all of a connector's leases: decide per account, then act.
@@ -243,10 +248,20 @@ class LeaseElector:
             if action is Action.ACQUIRE and old.held_epoch is None:
                 self._local[account] = replace(local, held_epoch=record.epoch, renewed_mono=sent)
                 self._notify(self.listener.on_acquired, account, record.epoch)
+                self._held_until(account, record.epoch, sent)
                 return
             if action is Action.RENEW and old.held_epoch == record.epoch:
                 local = replace(local, renewed_mono=sent)
+                self._local[account] = local
+                self._held_until(account, record.epoch, sent)
+                return
         self._local[account] = local
+
+    def _held_until(self, account: str, epoch: int, sent: float) -> None:
+        try:
+            self.listener.on_held_until(account, epoch, sent + self.config.renew_deadline_s)
+        except Exception:
+            log.exception("lease listener failed for %s", account)
 
     def _drop(self, account: str, why: Action) -> None:
         local = self._local.get(account, Local())

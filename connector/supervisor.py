@@ -59,7 +59,9 @@ class Vault(Protocol):
 class Workers(Protocol):
     """Worker processes; reports come back through the `deliver` callback given at start."""
 
-    async def start(self, account: str, session_path: Path) -> None: ...
+    async def start(self, account: str, session_path: Path, hold_ms: int = 0) -> None:
+        """Start the account's worker; `hold_ms` > 0 arms its hold (connector/workers/hold.py)."""
+        ...
 
     async def send(self, account: str, order: wp.Message) -> None: ...
 
@@ -145,6 +147,7 @@ class Supervisor:
         self._backups = asyncio.Semaphore(config.max_parallel_backups)
         self._backup_tasks: dict[str, asyncio.Task[None]] = {}
         self._released: dict[str, asyncio.Event] = {}
+        self._drive_until: dict[str, float] = {}  # monotonic: the lease's renew deadline per account
 
     # ---- feeding signals
 
@@ -189,6 +192,24 @@ class Supervisor:
     def held(self) -> list[str]:
         return sorted(self._tasks)
 
+    async def extend_hold(self, account: str, until_mono: float) -> None:
+        """Let the account's worker keep its connection until `until_mono` (the lease's renew
+        deadline) and tell a running worker so; it closes the socket by itself past that."""
+        if account not in self._tasks:
+            return
+        self._drive_until[account] = until_mono
+        view = self.views.get(account)
+        hold_ms = self._hold_ms(account)
+        if view is not None and view.state.phase in RUNNING and hold_ms > 0 and self.workers.alive(account):
+            await self.workers.send(account, wp.Hold(account=account, for_ms=hold_ms))
+
+    def _hold_ms(self, account: str) -> int:
+        """Milliseconds left of the account's hold; 0 when none is known (the hold stays off)."""
+        until = self._drive_until.get(account)
+        if until is None:
+            return 0
+        return min(wp.MAX_HOLD_MS, max(1, int((until - self.clock.monotonic()) * 1000)))
+
     # ---- the per-account loop
 
     async def _drive(self, account: str) -> None:
@@ -224,7 +245,7 @@ class Supervisor:
                 self.deliver(account, done)
             case a.StartWorker():
                 self._count_start(account, view)
-                await self.workers.start(account, self.sessions_path / account)
+                await self.workers.start(account, self.sessions_path / account, self._hold_ms(account))
             case a.StopWorker(kill=kill):
                 await self.workers.stop(account, kill=kill)
             case a.SendOrder(order=order):
@@ -340,6 +361,7 @@ class Supervisor:
         self._queues.pop(account, None)
         self._released.pop(account, None)
         self._backup_tasks.pop(account, None)
+        self._drive_until.pop(account, None)
         view = self.views.pop(account, None)
         if view is not None and (kill or view.state.phase in RUNNING) and self.workers.alive(account):
             await self.workers.stop(account, kill=True)

@@ -156,7 +156,7 @@ class ProcessPerAccount:
         self._procs: dict[str, WorkerProcess] = {}
         self.restarts = 0
 
-    async def start(self, account: str, session_path: Path) -> None:
+    async def start(self, account: str, session_path: Path, hold_ms: int = 0) -> None:
         old = self._procs.pop(account, None)
         if old is not None:
             old.kill()
@@ -181,7 +181,8 @@ class ProcessPerAccount:
         self._procs[account] = proc
         self.restarts += 1
         await proc.spawn()
-        await proc.send(wp.Start(account=account, session_path=session_file_for(session_path)))
+        path = session_file_for(session_path)
+        await proc.send(wp.Start(account=account, session_path=path, hold_ms=hold_ms))
 
     async def send(self, account: str, order: wp.Message) -> None:
         proc = self._procs.get(account)
@@ -254,10 +255,11 @@ class SharedProcess:
         for account in gone:
             self._deliver(account, a.WorkerExited(f"shared worker {reason}"))
 
-    async def start(self, account: str, session_path: Path) -> None:
+    async def start(self, account: str, session_path: Path, hold_ms: int = 0) -> None:
         proc = await self._process()
         self._accounts.add(account)
-        await proc.send(wp.Start(account=account, session_path=session_file_for(session_path)))
+        path = session_file_for(session_path)
+        await proc.send(wp.Start(account=account, session_path=path, hold_ms=hold_ms))
 
     async def send(self, account: str, order: wp.Message) -> None:
         if self._proc is not None:

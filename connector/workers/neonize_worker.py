@@ -27,6 +27,7 @@ from typing import Any
 
 from connector.clock import Clock, SystemClock
 from connector.workers import protocol as wp
+from connector.workers.hold import Holds, expired_reason
 from connector.workers.neonize_events import (
     LIFECYCLE_EVENTS,
     SessionDatabaseError,
@@ -228,7 +229,15 @@ async def serve(proxy: str | None, clock: Clock | None = None) -> int:
     session = NeonizeSession(writer.emit, proxy, clock or SystemClock(), client_class())
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    orders = asyncio.create_task(_read_orders(session, writer, stopping))
+
+    def hold_expired(account: str) -> None:
+        """The supervisor went silent: report it and end, like a stop (this process is one account)."""
+        log.warning("%s", expired_reason(account))
+        writer.emit(wp.Disconnected(account=account, reason=expired_reason(account)[:500]))
+        stopping.set()
+
+    holds = Holds(hold_expired)
+    orders = asyncio.create_task(_read_orders(session, writer, stopping, holds))
     await stopping.wait()
     orders.cancel()
     await session.stop()
@@ -237,11 +246,17 @@ async def serve(proxy: str | None, clock: Clock | None = None) -> int:
     os._exit(0)  # neonize's threads (and a hung stop) must not keep the process alive
 
 
-async def _read_orders(session: NeonizeSession, writer: ReportWriter, stopping: asyncio.Event) -> None:
+async def _read_orders(
+    session: NeonizeSession, writer: ReportWriter, stopping: asyncio.Event, holds: Holds
+) -> None:
     async for item in read_messages(await stdin_reader(), wp.ORDERS):
         if isinstance(item, wp.ProtocolError):
             log.warning("ignored a bad order line: %s", item)
             continue
+        if isinstance(item, wp.Start | wp.Hold) and session.account in (None, item.account):
+            holds.extend(item.account, item.hold_ms if isinstance(item, wp.Start) else item.for_ms)
+            if isinstance(item, wp.Hold):
+                continue
         try:
             reply, last = await _dispatch(session, item)
         except Exception as exc:  # a bug of ours or neonize's: a report, not a traceback on stdout

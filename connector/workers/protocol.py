@@ -8,7 +8,13 @@ neonize worker serves one), and exactly the fields of its dataclass below.
 Anything else is a `ProtocolError`; the reader drops that line and goes on.
 
 Supervisor -> worker (orders):
-  start(account, session_path)   open the session and connect (or ask to pair)
+  start(account, session_path, hold_ms)  open the session and connect (or ask to pair);
+                                 hold_ms > 0 arms the hold (below), 0 leaves it off
+  hold(account, for_ms)          keep the connection for for_ms more; with no later hold
+                                 by then, close the socket and report `disconnected`.
+                                 The supervisor sends one after each lease renewal, up to
+                                 its renew deadline: a frozen or dead supervisor cannot keep
+                                 a socket open past the point where it would self-fence.
   pair(account)                  start pairing (QR codes follow)
   logout(account)                log the device out on the server, then stop
   stop(account)                  disconnect and close the session cleanly
@@ -69,10 +75,20 @@ class Message:
 # -- orders: supervisor -> worker ------------------------------------------------
 
 
+MAX_HOLD_MS = 3_600_000
+
+
 @dataclass(frozen=True)
 class Start(Message):
     TYPE = "start"
     session_path: str = field(default="", metadata={"max_len": 4096, "min_len": 1})
+    hold_ms: int = field(default=0, metadata={"min": 0, "max": MAX_HOLD_MS})
+
+
+@dataclass(frozen=True)
+class Hold(Message):
+    TYPE = "hold"
+    for_ms: int = field(default=1, metadata={"min": 1, "max": MAX_HOLD_MS})
 
 
 @dataclass(frozen=True)
@@ -183,7 +199,7 @@ class Rejected(Message):
     reason: str = ""
 
 
-ORDERS: dict[str, type[Message]] = {m.TYPE: m for m in (Start, Pair, Logout, Stop)}
+ORDERS: dict[str, type[Message]] = {m.TYPE: m for m in (Start, Hold, Pair, Logout, Stop)}
 REPORTS: dict[str, type[Message]] = {
     m.TYPE: m
     for m in (

@@ -134,6 +134,15 @@ class SimSession:
             self.jid = None
         await self.stop()
 
+    async def drop(self, reason: str) -> None:
+        """Close the socket and stay closed (no reconnect) until stopped; reports `disconnected`."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._emit(wp.Disconnected(account=self.account, reason=reason[:500]))
+
     async def stop(self) -> None:
         """Close the socket and end the session's tasks; always answers `stopped`."""
         if self._task is not None:

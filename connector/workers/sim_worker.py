@@ -19,12 +19,14 @@ import signal
 import socket
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 
 from connector.sessions import whatsmeow
 from connector.workers import protocol as wp
+from connector.workers.hold import Holds, expired_reason
 from connector.workers.reader import read_messages, stdin_reader
 from connector.workers.sim_session import OrderRejected, SimLink, SimSession
 from connector.workers.writer import claim_stdout
@@ -57,6 +59,13 @@ class Template:
             shutil.rmtree(self._made.parent, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _Drop(wp.Message):
+    """Internal order (never on the wire): the account's hold ran out."""
+
+    TYPE = "drop"
+
+
 class SimWorker:
     """Dispatches orders to the sessions of many accounts."""
 
@@ -65,6 +74,13 @@ class SimWorker:
         self.sessions: dict[str, SimSession] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self.holds = Holds(self._hold_expired)
+
+    def _hold_expired(self, account: str) -> None:
+        session = self.sessions.get(account)
+        if session is not None and session.running:
+            log.warning("%s", expired_reason(account))
+            self.submit(_Drop(account=account))
 
     def submit(self, order: wp.Message) -> None:
         """Handle `order` in the background, after earlier orders of the same account."""
@@ -91,17 +107,24 @@ class SimWorker:
                 order.account, Path(order.session_path), self._link, self._emit, template=self._template
             )
             self.sessions[order.account] = session
+            self.holds.extend(order.account, order.hold_ms)
             await session.start()
             return
         if session is None:
             raise OrderRejected("not started")
-        if isinstance(order, wp.Pair):
+        if isinstance(order, wp.Hold):
+            self.holds.extend(order.account, order.for_ms)
+        elif isinstance(order, _Drop):
+            await session.drop(expired_reason(order.account))
+        elif isinstance(order, wp.Pair):
             await session.pair()
         elif isinstance(order, wp.Logout):
             del self.sessions[order.account]
+            self.holds.cancel(order.account)
             await session.logout()
         elif isinstance(order, wp.Stop):
             del self.sessions[order.account]
+            self.holds.cancel(order.account)
             await session.stop()
 
     async def drain(self) -> None:

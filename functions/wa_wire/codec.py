@@ -85,6 +85,8 @@ def _check_value(value: object, hint: Any, name: str, meta: Any) -> None:
             raise WireError(name, "must be an integer")
         if "min" in meta and value < meta["min"]:
             raise WireError(name, f"must be at least {meta['min']}")
+        if "max" in meta and value > meta["max"]:
+            raise WireError(name, f"must be at most {meta['max']}")
         return
     if hint is str:
         _check_string(value, name, meta)

@@ -45,9 +45,8 @@ TTL_S = 6.0
 LEASE = LeaseConfig.for_ttl(TTL_S)
 ENV = {"WA_KEEPER_LEASE_TTL_S": str(TTL_S)}
 A, B = "conn-a", "conn-b"
-IDLE_TRANSACTION_S = 60.0
-TAKEOVER_DEADLINE_S = TTL_S + IDLE_TRANSACTION_S + 30.0
-"""TTL, plus Firestore's expiry of a lock the dead holder may have left, plus room for restores."""
+TAKEOVER_DEADLINE_S = TTL_S + 60.0
+"""TTL plus generous room for restores on a loaded machine (a deadline, never a measured bound)."""
 
 
 @pytest.fixture
@@ -137,17 +136,14 @@ def test_kill_9_the_survivor_connects_all_20_accounts_each_once(two: Stack) -> N
 def test_sigstop_past_the_ttl_the_standby_takes_over_and_the_old_holder_fences_itself(
     two: Stack, events: EventLog
 ) -> None:
-    """SIGSTOP freezes the connector, not its sim worker: the worker keeps its sockets open.
+    """SIGSTOP freezes the connector, not its sim worker: the worker's hold runs out instead.
 
-    So self-fencing cannot happen while the holder is stopped (it runs in the
-    stopped process, after SIGCONT): its connections outlive its renew deadline
-    until the new holder logs in and sim-server kicks them (`stream_replaced`,
-    as WhatsApp does). What the records show, and what is asserted: each device
-    is handed over by one replacement, of zero length, and is never taken back
-    (no chain of replacements); at no moment two places drive one device. What
-    cannot hold by design: "the old holder closes its connections within the
-    renew deadline" — a stopped process closes nothing; the test prints how
-    long they stayed open past that deadline.
+    The frozen supervisor renews nothing and sends no hold, so the worker closes
+    each socket when the last hold (the lease's renew deadline) runs out, before
+    the TTL lets the standby in. What the records must show: every connection of
+    the frozen host ended by itself, not by the new holder's login, and nothing
+    overlaps. After SIGCONT it notices the lost leases and its late backups are
+    refused.
     """
     accounts = fs.preferring(A, [A, B], 4, "stop")
     fs.pair_many(two, accounts, 60)
@@ -191,9 +187,9 @@ def test_sigstop_past_the_ttl_the_standby_takes_over_and_the_old_holder_fences_i
 
     wait_until(f"{A} no longer holding the old epochs", a_released_its_old_epoch, 30)
     records = fs.records(two, accounts)
-    assert_no_double_connection(two, accounts)
-    chains = [d for d in double_connections(records, time.time()) if d.kind == "replacement"]
-    assert all(d.seconds == 0 for d in chains), f"a device went back and forth: {chains}"
+    assert double_connections(records, time.time()) == [], "the frozen host's sockets outlived its hold"
+    frozen = [r for r in records if r.start < stopped_at and (r.end is None or r.end >= stopped_at)]
+    assert frozen and all(r.end_reason != "stream_replaced" for r in frozen), frozen
     for account in accounts:
         generations = fs.manifests(two.client, account)
         epochs = [int(m["lease_epoch"]) for m in generations]
@@ -201,12 +197,14 @@ def test_sigstop_past_the_ttl_the_standby_takes_over_and_the_old_holder_fences_i
         late = [m for m in generations if m not in before_cont[account]]
         assert all(int(m["lease_epoch"]) > before[account][1] for m in late), late
     refused = len(re.findall(r"backup of \S+ refused: stale lease epoch", two.connectors[A][0].tail(400)))
-    kicked_at = [r.end for r in records if r.end_reason == "stream_replaced" and r.end is not None]
+    closed = [r.end - stopped_at for r in frozen if r.end is not None]
+    logged_in = [
+        r.start - stopped_at for r in records if r.label != frozen[0].label and r.start >= stopped_at
+    ]
     print(
-        f"\nSIGSTOP (TTL {TTL_S:g} s): {B} logged in {min(kicked_at) - stopped_at:.2f}"
-        f"..{max(kicked_at) - stopped_at:.2f} s after the stop; {A}'s connections stayed open until then,"
-        f" >= {min(kicked_at) - stopped_at - LEASE.renew_deadline_s:.2f} s past its renew deadline;"
-        f" late backups of {A} refused after SIGCONT: {refused}"
+        f"\nSIGSTOP (TTL {TTL_S:g} s, renew deadline {LEASE.renew_deadline_s:g} s): {A}'s worker closed"
+        f" its sockets {min(closed):.2f}..{max(closed):.2f} s after the stop; {B} logged in"
+        f" {min(logged_in):.2f}..{max(logged_in):.2f} s after it; late backups of {A} refused: {refused}"
     )
 
 

@@ -78,6 +78,22 @@ async def test_a_paired_session_reports_its_jid_then_the_failed_dial(
         assert "Traceback" not in worker.stderr()
 
 
+async def test_a_hold_that_runs_out_ends_the_worker_like_a_stop(
+    tmp_path: Path, sessions: dict[str, Path]
+) -> None:
+    """The supervisor went silent: the one account of this process is reported and the process ends."""
+    async with neonize_worker(tmp_path) as worker:
+        await worker.send(wp.Start(account="held", session_path=str(sessions["paired"]), hold_ms=600_000))
+        await worker.next(wp.Loaded, "held")
+        await worker.next(wp.Disconnected, "held")  # the dead proxy
+        await worker.send(wp.Hold(account="held", for_ms=50))
+        dropped = await worker.next(wp.Disconnected, "held")
+        assert "no hold from the supervisor" in dropped.reason
+        await worker.next(wp.Stopped, "held", within=STOP_WITHIN_S)
+        assert await worker.exit_code(within=STOP_WITHIN_S) == 0
+        assert "Traceback" not in worker.stderr()
+
+
 async def test_an_empty_database_asks_for_pairing(tmp_path: Path, sessions: dict[str, Path]) -> None:
     async with neonize_worker(tmp_path) as worker:
         await worker.send(wp.Start(account="new", session_path=str(sessions["empty"])))

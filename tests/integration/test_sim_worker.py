@@ -79,6 +79,38 @@ async def test_sigterm_stops_every_account_of_a_sim_worker(tmp_path: Path) -> No
             worker.kill()
 
 
+async def test_a_hold_that_runs_out_closes_that_accounts_socket_only(tmp_path: Path) -> None:
+    """A silent supervisor: the worker closes the socket itself and does not reconnect."""
+    async with sim_stack(tmp_path) as stack:
+        held, free = await stack.paired("h1"), await stack.paired("h2")
+        await held.stop()
+        await free.stop()
+        worker = await WorkerProcess.spawn(
+            ["--transport", "sim", "--sim-url", stack.url], tmp_path / "worker.log"
+        )
+        try:
+            await worker.send(wp.Start(account="h2", session_path=str(free.path)))  # no hold
+            await worker.next(wp.Connected, "h2")
+            await worker.send(wp.Start(account="h1", session_path=str(held.path), hold_ms=600_000))
+            await worker.next(wp.Connected, "h1")
+            await worker.send(wp.Hold(account="h1", for_ms=600_000))
+            await worker.send(wp.Hold(account="h1", for_ms=50))  # the last word: then silence
+            dropped = await worker.next(wp.Disconnected, "h1")
+            assert "no hold from the supervisor" in dropped.reason
+            _, h1 = await stack.api("GET", "/api/accounts/h1")
+            _, h2 = await stack.api("GET", "/api/accounts/h2")
+            assert h1["live"] == [] and len(h2["live"]) == 1
+            await worker.send(wp.Hold(account="nobody", for_ms=10))
+            assert (await worker.next(wp.Rejected, "nobody")).reason == "not started"
+            await worker.send(wp.Stop(account="h1"))
+            await worker.next(wp.Stopped, "h1")
+            assert not [m for m in worker.reports if isinstance(m, wp.Connected) and m.account == "h1"][1:]
+            await worker.close_stdin()
+            assert await worker.exit_code() == 0
+        finally:
+            worker.kill()
+
+
 async def test_the_sim_server_command_prints_its_url_and_stops_on_sigterm(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "connector", "sim-server", "--port", "0", stdout=asyncio.subprocess.PIPE

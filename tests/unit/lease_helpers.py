@@ -70,6 +70,7 @@ class Recorder:
     """A LeaseListener that writes down what it hears."""
 
     events: list[tuple[str, str, int]] = field(default_factory=list)
+    holds: list[tuple[str, int, float]] = field(default_factory=list)
 
     def on_acquired(self, account: str, epoch: int) -> None:
         self.events.append(("acquired", account, epoch))
@@ -79,3 +80,6 @@ class Recorder:
 
     def on_renew_deadline_missed(self, account: str, epoch: int) -> None:
         self.events.append(("deadline_missed", account, epoch))
+
+    def on_held_until(self, account: str, epoch: int, until_mono: float) -> None:
+        self.holds.append((account, epoch, until_mono))

@@ -44,7 +44,7 @@ async def test_restarts_count_every_start_after_the_first_and_reconnects_those_a
     assert sample(m, "wa_keeper_worker_restarts_total", account=A) == 0
     assert sample(m, "wa_keeper_reconnects_total", account=A) == 0
 
-    async def start_without_connecting(account: str, session_path: Path) -> None:
+    async def start_without_connecting(account: str, session_path: Path, hold_ms: int = 0) -> None:
         rig.w.starts += 1
         rig.w.running.add(account)
         rig.w.deliver(account, a.Report(wp.Loaded(account=account, jid=JID)))

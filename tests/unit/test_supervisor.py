@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,9 +58,11 @@ class FakeWorkers:
         self.running: set[str] = set()
         self.starts = 0
         self.orders: list[wp.Message] = []
+        self.start_holds: list[int] = []
 
-    async def start(self, account: str, session_path: Path) -> None:
+    async def start(self, account: str, session_path: Path, hold_ms: int = 0) -> None:
         self.starts += 1
+        self.start_holds.append(hold_ms)
         self.running.add(account)
         self.deliver(account, a.Report(wp.Loaded(account=account, jid=JID)))
         self.deliver(account, a.Report(wp.Connected(account=account)))
@@ -165,6 +168,21 @@ async def test_hold_runs_the_restore_order_then_connects(rig: Rig) -> None:
     assert rig.events.events[0].lease_epoch == 2
     assert rig.status.writes[-1].holder == "conn-a"
     await until(lambda: len(rig.vault.backups) >= 2)  # periodic backups while connected
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_the_lease_deadline_reaches_the_worker_as_its_hold(rig: Rig) -> None:
+    """Start carries what is left of the hold; every renewal after sends the worker a new one."""
+    await rig.sup.extend_hold("acct", time.monotonic() + 10)  # not held yet: nothing remembered
+    rig.sup.hold("acct", epoch=1)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    assert rig.w.start_holds == [0]  # no renewal seen yet: the hold stays off
+    await rig.sup.extend_hold("acct", time.monotonic() + 10)
+    (hold,) = [o for o in rig.w.orders if isinstance(o, wp.Hold)]
+    assert hold.account == "acct" and 0 < hold.for_ms <= 10_000
+    rig.sup.deliver("acct", a.Report(wp.Disconnected(account="acct", reason="428")))
+    await until(lambda: rig.w.starts == 2)
+    assert 0 < rig.w.start_holds[1] <= 10_000
     await rig.sup.shutdown(within_s=5)
 
 

@@ -68,6 +68,13 @@ START = b'{"type":"start","account":"a","session_path":"/s/a.db"}'
         (b'{"type":"stop","account":"","x":1}', "stop: x: unknown field"),
         (b'{"type":"stop","account":""}', "stop: account: must not be empty"),
         (b'{"type":"stop","account":7}', "stop: account: must be a string"),
+        (b'{"type":"hold","account":"a","for_ms":0}', "hold: for_ms: must be at least 1"),
+        (b'{"type":"hold","account":"a","for_ms":3600001}', "hold: for_ms: must be at most 3600000"),
+        (b'{"type":"hold","account":"a","for_ms":"5"}', "hold: for_ms: must be an integer"),
+        (
+            b'{"type":"start","account":"a","session_path":"/s","hold_ms":-1}',
+            "start: hold_ms: must be at least 0",
+        ),
     ],
 )
 def test_bad_lines_become_protocol_errors(line: bytes, problem: str) -> None:
@@ -78,6 +85,12 @@ def test_bad_lines_become_protocol_errors(line: bytes, problem: str) -> None:
 
 def test_a_good_line_becomes_its_message() -> None:
     assert parse_item(START, wp.ORDERS) == wp.Start(account="a", session_path="/s/a.db")
+    hold = b'{"type":"hold","account":"a","for_ms":10000}'
+    assert parse_item(hold, wp.ORDERS) == wp.Hold(account="a", for_ms=10_000)
+    assert (
+        wp.encode_line(wp.Hold(account="a", for_ms=10_000))
+        == b'{"account":"a","for_ms":10000,"type":"hold"}\n'
+    )
 
 
 async def test_the_reader_goes_on_after_each_bad_line() -> None:
