@@ -87,6 +87,9 @@ class SupervisorConfig:
     backoff_max_s: float = 60.0
     backoff_jitter_s: float = 1.0
     max_parallel_backups: int = 8
+    max_parallel_final_backups: int = 32
+    """Final backups (before a release) have slots of their own: a handoff of every account at
+    SIGTERM must not queue behind periodic backups, and it is I/O bound (Firestore round trips)."""
     max_parallel_starts: int = 16
     """At most this many accounts run the restore order at once: a restart of
     hundreds of accounts becomes a steady stream instead of a storm."""
@@ -145,6 +148,7 @@ class Supervisor:
         self._timers: dict[tuple[str, a.Timer], asyncio.TimerHandle] = {}
         self._starts = asyncio.Semaphore(config.max_parallel_starts)
         self._backups = asyncio.Semaphore(config.max_parallel_backups)
+        self._final_backups = asyncio.Semaphore(config.max_parallel_final_backups)
         self._backup_tasks: dict[str, asyncio.Task[None]] = {}
         self._released: dict[str, asyncio.Event] = {}
         self._drive_until: dict[str, float] = {}  # monotonic: the lease's renew deadline per account
@@ -258,7 +262,7 @@ class Supervisor:
                 if final:  # before a release: the newest state must be in the backup
                     if running is not None:
                         await asyncio.wait([running])
-                    await self._backup(account, state.jid, state.epoch, while_connected)
+                    await self._backup(account, state.jid, state.epoch, while_connected, final=True)
                 elif running is None or running.done():  # else the running one covers it
                     self._backup_tasks[account] = asyncio.create_task(
                         self._backup(account, state.jid, state.epoch, while_connected)
@@ -289,10 +293,12 @@ class Supervisor:
             case a.Stopped():
                 self._released[account].set()
 
-    async def _backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
+    async def _backup(
+        self, account: str, jid: str, epoch: int, while_connected: bool, final: bool = False
+    ) -> None:
         """One backup, off the account's signal loop: reports keep flowing meanwhile."""
         try:
-            async with self._backups:
+            async with self._final_backups if final else self._backups:
                 await asyncio.to_thread(self.vault.backup, account, jid, epoch, while_connected)
         except Exception:
             log.exception("account %s: backup failed", account)
