@@ -82,6 +82,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="wa-keeper-bench-policy-"))
     stack = Stack(tmp=tmp, topic=DEFAULT_TOPIC, client=firestore.Client(project=emulator.project_id()))
     accounts = [f"policy-{n:03d}" for n in range(args.trials + 1)]
+    ok = False
     try:
         stack.start_sim("--churn-ms", "2000")
         stack.start_connector("bench-policy", WA_KEEPER_BACKUP_INTERVAL_S="2")
@@ -99,9 +100,13 @@ def main() -> int:
             f"  logged_out event -> connected again: p50 {percentile(times, 0.5):.2f} s, "
             f"p95 {percentile(times, 0.95):.2f} s, max {max(times):.2f} s (target p95 <= 3 s)"
         )
+        ok = True
     finally:
         stack.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+        if ok:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            print(f"failed: the connector and sim-server logs are kept in {tmp}", file=sys.stderr)
     return 0
 
 

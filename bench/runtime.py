@@ -11,6 +11,12 @@ Needs the emulators (scripts/dev_emulators.sh start), e.g.:
   FIRESTORE_EMULATOR_HOST=127.0.0.1:9180 PUBSUB_EMULATOR_HOST=127.0.0.1:9185 \
   GOOGLE_CLOUD_PROJECT=demo-bench .venv/bin/python bench/runtime.py --accounts 200
 Figures are printed, never asserted.
+
+Measured 2026-11-26 on the 2-vCPU development machine (quiet, load average 0.2),
+200 accounts: all connected 14.1 s after start (target <= 20 s); supervisor RSS
+88.9 MiB at first /status, 116.5 MiB with all connected = 0.138 MiB per account
+(target <= 2); CPU 50.5 ms per account during the start; 589 events, emit->pull
+p50 372 ms / p95 1939 ms (the pull's own polling included).
 """
 
 from __future__ import annotations

@@ -106,6 +106,7 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
             deliver=daemon.deliver_command,
             clock=clock,
             connector_id=settings.connector_id,
+            on_unheld=daemon.command_for_unheld,
         )
 
     config = DaemonConfig(

@@ -110,6 +110,18 @@ class Daemon:
         self._event(EventType.LEASE_LOST, account, epoch, "renew deadline missed: self-fenced")
         self._spawn(self.supervisor.fence(account))
 
+    def command_for_unheld(self, account: str) -> None:
+        """A pending command for an account we do not hold: if placement does not know the
+        account (new, or missed by the directory's listener), read its document now so the
+        next placement pass can claim it, instead of waiting for the next full refresh."""
+        if account not in self.directory.desired():
+            self._spawn(self._check_desired(account))
+
+    async def _check_desired(self, account: str) -> None:
+        with contextlib.suppress(Exception):  # the periodic refresh covers a failed read
+            if await asyncio.to_thread(self.directory.still_desired, [account]):
+                log.info("account %s: known from a command before the directory listed it", account)
+
     def on_held_until(self, account: str, epoch: int, until_mono: float) -> None:
         self._spawn(self.supervisor.extend_hold(account, until_mono))
 

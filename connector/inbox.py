@@ -47,6 +47,7 @@ class CommandInbox:
         connector_id: str,
         reconcile_s: float = 60.0,
         retry_s: float = 2.0,
+        on_unheld: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._held = held
@@ -55,6 +56,7 @@ class CommandInbox:
         self._connector_id = connector_id
         self._reconcile_s = reconcile_s
         self._retry_s = retry_s
+        self._on_unheld = on_unheld
         self._retries: set[asyncio.Task[None]] = set()
         self._reconcile_retry_due = False
         self._seen: set[str] = set()
@@ -142,6 +144,8 @@ class CommandInbox:
     async def consider(self, command: PendingCommand) -> bool:
         held = self._held()
         if not claimable(command, held, self._clock.now(), self._seen):
+            if command.account_id not in held and command.command_id not in self._seen:
+                self._seen_unheld(command)
             return False
         epoch = held[command.account_id]
         try:
@@ -153,6 +157,18 @@ class CommandInbox:
         self._seen.add(command.command_id)
         self._deliver(command.account_id, command.command_id, command.action, command.generation)
         return True
+
+    def _seen_unheld(self, command: PendingCommand) -> None:
+        """A command for an account nobody here holds: maybe one placement has not seen yet
+        (a new account; a listener that missed it). The callback checks; the claim follows
+        by `reconcile` once the lease is ours."""
+        if self._on_unheld is not None:
+            try:
+                self._on_unheld(command.account_id)
+            except Exception:
+                log.exception(
+                    "checking account %s of command %s failed", command.account_id, command.command_id
+                )
 
     async def finish(self, command_id: str, ok: bool, message: str) -> None:
         await asyncio.to_thread(self._store.finish, command_id, self._connector_id, ok, message)

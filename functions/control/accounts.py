@@ -1,8 +1,8 @@
 """Reading an account as the policy sees it, and writing a decision back.
 
 Everything here runs inside the caller's transaction: reads first (account,
-backup manifests, existing commands; the lease is read outside it, without a
-lock), then the writes of one decision, so the dedupe record, the state and the
+existing commands; the lease and the backup manifests are read outside it,
+without locks), then the writes of one decision, so the dedupe record, the state and the
 commands land together or not at all.
 """
 
@@ -86,7 +86,9 @@ def load(db: firestore.Client, tx: firestore.Transaction, account: str) -> Loade
     # connector's renewals would wait behind this transaction (NOTES.md: emulator lock waits).
     # The epoch only decides whether an event is stale; a moment's staleness changes nothing.
     lease = db.collection(Collections.LEASES).document(account).get()
-    manifests = backups_ref(db, account).select(["generation", "good"]).stream(transaction=tx)
+    # Also outside: a query in a transaction locks the whole range, and the connector's
+    # manifest commits waited behind every policy transaction (and timed out under load).
+    manifests = backups_ref(db, account).select(["generation", "good"]).stream()
     data = (snap.to_dict() or {}) if snap.exists else {}
     lease_data = (lease.to_dict() or {}) if lease.exists else None
     view = AccountView(

@@ -71,6 +71,7 @@ class Rig:
         self.store, self.clock = store, clock
         self.held: dict[str, int] = {}
         self.delivered: list[str] = []
+        self.unheld: list[str] = []
         self.inbox = CommandInbox(
             store=store,
             held=lambda: dict(self.held),
@@ -78,6 +79,7 @@ class Rig:
             clock=clock,
             connector_id="conn-a",
             reconcile_s=RECONCILE_S,
+            on_unheld=self.unheld.append,
         )
 
     async def until_delivered(self, count: int) -> None:
@@ -149,3 +151,21 @@ async def test_many_failed_listings_keep_one_retry_in_flight() -> None:
     assert len(rig.inbox._retries) == 1
     for task in rig.inbox._retries:
         task.cancel()
+
+
+async def test_a_command_for_an_account_not_held_asks_about_the_account() -> None:
+    """The pairing of a brand-new account must not wait for the directory's next full refresh."""
+    clock = RoundsClock()
+    rig = Rig(FlakyStore(clock), clock)
+    rig.held["acct-held"] = 1
+    rig.store.lease_epochs["acct-held"] = 1
+    task = await running(rig)
+    add_command(rig.store, clock, "cmd-new", account="acct-new")
+    add_command(rig.store, clock, "cmd-held", account="acct-held")
+    await rig.until_delivered(1)
+    assert rig.delivered == ["cmd-held"] and rig.unheld == ["acct-new"]
+    rig.held["acct-new"] = 0  # placement took it: the listing on acquisition finds the command
+    await rig.inbox.reconcile()
+    await rig.until_delivered(2)
+    task.cancel()
+    assert rig.delivered == ["cmd-held", "cmd-new"] and rig.unheld == ["acct-new"]
