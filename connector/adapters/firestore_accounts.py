@@ -2,12 +2,12 @@
 
 One query listener keeps the set current; `refresh` re-reads it (the listener
 can stop silently after hours: NOTES.md) and the placement loop calls it now
-and then. The set can miss accounts: a refresh's answer is older than a
-snapshot that arrives while it reads, and under write load the emulator's
-listener was seen to leave activated accounts out of its snapshots for minutes
-(python-firestore #367: a reset can report documents removed). So the set is
-good for claims, never proof that an account is no longer wanted:
-`still_desired` asks the documents themselves before anything is released.
+and then. Under write load the emulator's listener was seen to leave activated
+accounts out of its snapshots for minutes (python-firestore #367: a reset can
+report documents removed), so what a refresh or a point read confirmed is kept
+apart from the listener's view. The set is good for claims, never proof that
+an account is no longer wanted: `still_desired` asks the documents themselves
+before anything is released.
 """
 
 from __future__ import annotations
@@ -25,12 +25,22 @@ DESIRED_ACTIVE = "active"
 
 
 class FirestoreAccountDirectory:
+    """The desired set: what the listener says, plus what queries and point reads confirmed.
+
+    Kept as two sets because the listener's snapshots replace its whole view and,
+    in the emulator under load, that view can lack an account for minutes: an
+    account a refresh or a point read found must survive those snapshots. It
+    leaves when a point read or a refresh says it is not desired, or when the
+    listener reports it removed (the point read before any release then decides).
+    """
+
     def __init__(self, client: firestore.Client) -> None:
         self._client = client
         self._lock = threading.Lock()
-        self._active: set[str] = set()
+        self._listened: set[str] = set()
+        self._confirmed: set[str] = set()
+        self._snapshots = 0  # listener snapshots so far: one during a refresh is newer than it
         self._watch: Any = None
-        self._snapshots = 0  # listener snapshots so far: a refresh that raced one is merged
         self.loaded = threading.Event()
 
     def _query(self) -> Any:
@@ -41,29 +51,42 @@ class FirestoreAccountDirectory:
         self.stop()
 
         def on_snapshot(docs: list[Any], _changes: Any, _read_time: Any) -> None:
-            with self._lock:
-                self._active = {doc.id for doc in docs}
-                self._snapshots += 1
-            self.loaded.set()
+            self.take_snapshot({doc.id for doc in docs})
 
         self._watch = self._query().on_snapshot(on_snapshot)
+
+    def take_snapshot(self, ids: set[str]) -> None:
+        """The listener's whole view; what it reports removed leaves the confirmed set too."""
+        with self._lock:
+            self._confirmed -= self._listened - ids
+            self._listened = set(ids)
+            self._snapshots += 1
+        self.loaded.set()
 
     def listening(self) -> bool:
         return self._watch is not None and bool(self._watch.is_active)
 
     def refresh(self) -> set[str]:
+        """Query the whole set again (the listener can stop silently after hours: NOTES.md).
+
+        The answer replaces everything, unless a snapshot arrived while it was read:
+        that snapshot is newer, so the listener's view stays beside it.
+        """
         with self._lock:
             seen = self._snapshots
         ids = {doc.id for doc in self._query().select([]).stream()}
         with self._lock:
-            self._active = ids if self._snapshots == seen else ids | self._active
-            ids = set(self._active)
+            self._confirmed = ids
+            if self._snapshots == seen:
+                self._listened = set()
         self.loaded.set()
-        return ids
+        return self.desired()
 
     def still_desired(self, accounts: Iterable[str]) -> set[str]:
-        """Of `accounts`, those whose document says `desired: active` now (point reads; they rejoin the set)."""
-        refs = [self._client.collection(Collections.ACCOUNTS).document(a) for a in accounts]
+        """Of `accounts`, those whose document says `desired: active` now (point reads); the
+        answer updates the set both ways."""
+        asked = set(accounts)
+        refs = [self._client.collection(Collections.ACCOUNTS).document(a) for a in sorted(asked)]
         if not refs:
             return set()
         wanted = {
@@ -72,12 +95,12 @@ class FirestoreAccountDirectory:
             if snap.exists and (snap.to_dict() or {}).get("desired") == DESIRED_ACTIVE
         }
         with self._lock:
-            self._active |= wanted
+            self._confirmed = (self._confirmed - asked) | wanted
         return wanted
 
     def desired(self) -> set[str]:
         with self._lock:
-            return set(self._active)
+            return self._listened | self._confirmed
 
     def stop(self) -> None:
         if self._watch is not None:

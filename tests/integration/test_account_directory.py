@@ -87,3 +87,24 @@ def test_still_desired_asks_the_documents_and_mends_the_set(clean_firestore: fir
     assert directory.still_desired(["active", "stopped", "never-created"]) == {"active"}
     assert directory.desired() == {"active"}
     assert directory.still_desired([]) == set()
+
+
+def test_what_a_point_read_confirmed_outlives_a_listener_that_misses_it(
+    clean_firestore: firestore.Client,
+) -> None:
+    """The emulator's listener can leave an activated account out for minutes; each of its
+    snapshots replaces its own view, not what a point read confirmed."""
+    activate_account(clean_firestore, "seen")
+    activate_account(clean_firestore, "missed")
+    directory = FirestoreAccountDirectory(clean_firestore)
+    directory.take_snapshot({"seen"})  # the buggy listener: "missed" absent
+    assert directory.still_desired(["missed"]) == {"missed"}
+    directory.take_snapshot({"seen"})  # ... and absent again
+    assert directory.desired() == {"seen", "missed"}
+    directory.take_snapshot({"seen", "missed"})
+    directory.take_snapshot({"seen"})  # reported removed: out until a point read says otherwise
+    assert directory.desired() == {"seen"}
+    assert directory.still_desired(["missed"]) == {"missed"}
+    clean_firestore.collection(Collections.ACCOUNTS).document("missed").update({"desired": "stopped"})
+    assert directory.still_desired(["missed"]) == set()
+    assert directory.desired() == {"seen"}
