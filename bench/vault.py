@@ -11,6 +11,16 @@ Printed, never asserted. Against the Firestore emulator (it refuses anything els
 
     FIRESTORE_EMULATOR_HOST=127.0.0.1:9180 GOOGLE_CLOUD_PROJECT=demo-vault-bench \
         .venv/bin/python bench/vault.py --accounts 200 --baseline-accounts 20
+
+Measured 2026-11-26 on the 2-vCPU development machine (quiet), 200 sessions of
+1.05 MiB (each compresses into one chunk of <= 900 KiB):
+  vault     200 accounts in 2.01 s = 99.5 accounts/s; 200 reads (1.00 per account,
+            the newest good manifest with chunk 0 inline) = 0.84 reads per 900 KiB
+            of session (target <= 1); 131.5 MiB read
+  baseline  20 accounts in 8.87 s = 2.26 accounts/s; 651 reads per account
+  ratio     44.1x faster per account (target >= 10x), 651x fewer reads
+  backup of an unchanged session: 0 writes, 0 bytes; of one changed row: 5 writes
+  (generation, manifest, summary, 2 lease checks), 689,569 bytes.
 """
 
 from __future__ import annotations
