@@ -17,7 +17,7 @@ lint: setup
 	PYTHONPATH=functions $(VENV)/lint-imports
 
 test: lint
-	GOOGLE_CLOUD_PROJECT=$(PROJECT) FUNCTIONS_DISCOVERY_TIMEOUT=120 scripts/firebase emulators:exec --project $(PROJECT) \
+	GOOGLE_CLOUD_PROJECT=$(PROJECT) FUNCTIONS_DISCOVERY_TIMEOUT=120 scripts/in_own_group.sh scripts/firebase emulators:exec --project $(PROJECT) \
 	  --only firestore,pubsub,functions \
 	  "$(VENV)/python -m pytest -p no:cacheprovider -q $(PYTEST_ARGS)"
 

@@ -28,7 +28,14 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from connector.adapters.firestore_cas import fenced_epoch, guard, optimistic
+from connector.adapters.firestore_cas import (
+    fence_on,
+    fenced_epoch,
+    guard,
+    lease_ref,
+    optimistic,
+    read_together,
+)
 from connector.errors import KeeperError
 from connector.ports import Manifest, StaleEpochError
 from wa_wire.names import Collections, SubCollections
@@ -141,21 +148,23 @@ class FirestoreBackupStore:
         chunk: firestore.DocumentReference = chunks.document(str(index))
         return chunk
 
-    def _fence(self, batch: firestore.WriteBatch, account: str, epoch: int) -> None:
-        """Refuse (StaleEpochError) an epoch older than the lease's; the batch requires the lease unchanged."""
-        current = fenced_epoch(batch, self._db, account)
+    def _fence(self, batch: firestore.WriteBatch, account: str, epoch: int, lease: Any = None) -> None:
+        """Refuse (StaleEpochError) an epoch older than the lease's; the batch requires the lease
+        unchanged. `lease`: a snapshot read with the caller's other reads (else read here)."""
+        if lease is None:
+            current = fenced_epoch(batch, self._db, account)
+        else:
+            current = fence_on(batch, self._db, account, lease)
         self.stats.add(reads=1, writes=1)
         if epoch < current:
             raise StaleEpochError(f"{account}: lease epoch {epoch} is older than the current {current}")
-
-    # -- BackupStore -----------------------------------------------------------------
 
     def reserve_generation(self, account: str, epoch: int) -> int:
         ref = self._account(account)
 
         def reserve(batch: firestore.WriteBatch) -> int:
-            self._fence(batch, account, epoch)
-            snap = ref.get()
+            lease, snap = read_together(self._db, [lease_ref(self._db, account), ref])
+            self._fence(batch, account, epoch, lease)
             self.stats.add(reads=1, writes=1)
             last = (snap.to_dict() or {}).get(RESERVED_FIELD, 0) if snap.exists else 0
             generation = (last if isinstance(last, int) else 0) + 1
@@ -191,8 +200,8 @@ class FirestoreBackupStore:
         ref, account_ref = self._manifest(account, manifest.generation), self._account(account)
 
         def write(batch: firestore.WriteBatch) -> None:
-            self._fence(batch, account, manifest.lease_epoch)
-            existing, snap = ref.get(field_paths=["generation"]), account_ref.get(field_paths=[SUMMARY_FIELD])
+            lease, existing, snap = read_together(self._db, [lease_ref(self._db, account), ref, account_ref])
+            self._fence(batch, account, manifest.lease_epoch, lease)
             self.stats.add(reads=2)
             if existing.exists:
                 raise KeeperError(f"{account}: generation {manifest.generation} already has a manifest")

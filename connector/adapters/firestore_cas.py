@@ -81,9 +81,23 @@ def optimistic(client: firestore.Client, body: Callable[[firestore.WriteBatch], 
     raise WriteConflictError(f"still conflicting after {ATTEMPTS} attempts")
 
 
+def lease_ref(client: firestore.Client, account: str) -> firestore.DocumentReference:
+    return client.collection(Collections.LEASES).document(check_id("account", account))
+
+
+def fence_on(batch: firestore.WriteBatch, client: firestore.Client, account: str, lease: Any) -> int:
+    """The epoch of a lease snapshot the caller read (a missing lease is epoch 0); the batch
+    fails if the lease changes before it commits. The caller compares and refuses."""
+    verify(batch, client, lease, "epoch")
+    return epoch_of(account, lease.to_dict() if lease.exists else None)
+
+
 def fenced_epoch(batch: firestore.WriteBatch, client: firestore.Client, account: str) -> int:
-    """Read `leases/{account}.epoch` (a missing lease is epoch 0) and make the batch fail
-    if the lease changes before it commits. The caller compares and refuses."""
-    snapshot = client.collection(Collections.LEASES).document(check_id("account", account)).get()
-    verify(batch, client, snapshot, "epoch")
-    return epoch_of(account, snapshot.to_dict() if snapshot.exists else None)
+    """Read `leases/{account}` and fence the batch on it (`fence_on`)."""
+    return fence_on(batch, client, account, lease_ref(client, account).get())
+
+
+def read_together(client: firestore.Client, refs: list[firestore.DocumentReference]) -> list[Any]:
+    """Snapshots of `refs` in their order, in one round trip."""
+    by_path = {snap.reference.path: snap for snap in client.get_all(refs)}
+    return [by_path[ref.path] for ref in refs]
