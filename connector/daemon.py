@@ -89,6 +89,7 @@ class Daemon:
         self._kept: set[str] = set()  # held, missing from the desired set, confirmed desired (logged once)
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._leases_stop = asyncio.Event()  # after the handoff: leases are renewed until released
         self._placement_ok = False
         self._last_refresh = -1e9
 
@@ -156,7 +157,7 @@ class Daemon:
         await self.http.start()
         self._tasks = [
             asyncio.create_task(self.outbox.run_forever(), name="outbox"),
-            asyncio.create_task(self.elector.run(self._stop), name="leases"),
+            asyncio.create_task(self.elector.run(self._leases_stop), name="leases"),
             asyncio.create_task(self._every(self.config.placement_every_s, self.place), name="placement"),
             asyncio.create_task(self.inbox.run(), name="inbox"),
             asyncio.create_task(self._every(self.config.health_every_s, self.check_health), name="health"),
@@ -297,10 +298,14 @@ class Daemon:
         for task in self._tasks:
             if task.get_name() in ("placement", "health", "inbox"):
                 task.cancel()
+        # Take nothing new, but keep renewing what is held until it is handed off: a handoff
+        # of many accounts can outlast the renew deadline, and the workers' holds with it.
+        self.elector.set_claims({})
         try:
             await asyncio.wait_for(self._release_everything(), self.config.shutdown_bound_s)
         except TimeoutError:
             log.error("graceful shutdown exceeded %.0f s: killing workers", self.config.shutdown_bound_s)
+        self._leases_stop.set()
         await self.supervisor.workers.close()
         with contextlib.suppress(Exception):
             await self.registry.remove(self.config.connector_id)

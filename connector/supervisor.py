@@ -204,7 +204,8 @@ class Supervisor:
         self._drive_until[account] = until_mono
         view = self.views.get(account)
         hold_ms = self._hold_ms(account)
-        if view is not None and view.state.phase in RUNNING and hold_ms > 0 and self.workers.alive(account):
+        live = view is not None and (view.state.phase in RUNNING or view.state.phase is a.Phase.STOPPING)
+        if live and hold_ms > 0 and self.workers.alive(account):
             await self.workers.send(account, wp.Hold(account=account, for_ms=hold_ms))
 
     def _hold_ms(self, account: str) -> int:

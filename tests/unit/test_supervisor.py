@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -237,6 +238,27 @@ async def test_release_takes_a_final_backup_and_stops_the_worker(rig: Rig) -> No
     await rig.sup.release("acct", within_s=5)
     assert len(rig.vault.backups) == before + 1
     assert not rig.w.alive("acct")
+    assert rig.sup.held() == []
+
+
+async def test_a_worker_keeps_its_hold_while_its_final_backup_runs(rig: Rig) -> None:
+    """A handoff of many accounts can outlast the renew deadline: the stopping worker is still held."""
+    gate = threading.Event()
+    real_backup = rig.vault.backup
+
+    def slow_backup(account: str, jid: str, epoch: int, while_connected: bool) -> None:
+        gate.wait(30)
+        real_backup(account, jid, epoch, while_connected)
+
+    rig.sup.hold("acct", epoch=1)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    rig.vault.backup = slow_backup  # type: ignore[method-assign]
+    releasing = asyncio.create_task(rig.sup.release("acct", within_s=30))
+    await until(lambda: rig.sup.views["acct"].state.phase is a.Phase.STOPPING)
+    await rig.sup.extend_hold("acct", time.monotonic() + 10)
+    gate.set()
+    await releasing
+    assert [o for o in rig.w.orders if isinstance(o, wp.Hold)], "no hold sent while stopping"
     assert rig.sup.held() == []
 
 
