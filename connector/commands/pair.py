@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
 
     client = cc.connect(load_settings())
     cc.activate_account(client, args.account)
-    command_id = cc.issue_command(client, SystemClock(), args.account, CommandAction.PAIR)
+    # It expires when we stop waiting: nobody would show a QR drawn after that.
+    command_id = cc.issue_command(client, SystemClock(), args.account, CommandAction.PAIR, ttl_s=args.timeout)
     print(f"pairing {args.account} (command {command_id}); waiting for a QR code…", file=sys.stderr)
     shown: set[str] = set()
 

@@ -26,6 +26,7 @@ from tests import emulator
 from tests.integration.stack_support import ROOT, Stack, stack, wait_until
 from tests.pubsub_pull import closed_port
 from wa_wire import Collections
+from wa_wire.codec import parse_timestamp
 
 A = "acct-cli-ops"
 
@@ -318,3 +319,6 @@ def test_pair_that_nobody_scans_times_out_with_exit_1(ops_stack: Stack, tmp_path
     done = cli("pair", A, "--timeout", "4", cwd=tmp_path)
     assert done.returncode == 1
     assert error_line(done) == f"wa-keeper: {A} was not paired within 4 s"
+    (command,) = commands_of(ops_stack.client, A)
+    lifetime = parse_timestamp(command["expires_at"]) - parse_timestamp(command["issued_at"])
+    assert lifetime.total_seconds() == 4, "a pair command must not outlive the wait for its QR"
