@@ -109,12 +109,13 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
             on_unheld=daemon.command_for_unheld,
         )
 
+    placement_every_s = min(2.0, lease_config.retry_period_s)
     config = DaemonConfig(
         connector_id=settings.connector_id,
         host=socket.gethostname()[:256] or "unknown",
         health_every_s=settings.health_interval_s,
-        heartbeat_ttl_ms=int(settings.lease_ttl_s * 1000),
-        placement_every_s=min(2.0, lease_config.retry_period_s),
+        heartbeat_ttl_ms=heartbeat_ttl_ms(settings.lease_ttl_s, placement_every_s),
+        placement_every_s=placement_every_s,
     )
     return Daemon(
         config=config,
@@ -134,3 +135,18 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
         metrics=metrics,
         backup_gauges=bridge.refresh_backup_gauges,
     )
+
+
+HEARTBEAT_MIN_TTL_S = 8.0
+
+
+def heartbeat_ttl_ms(lease_ttl_s: float, placement_every_s: float) -> int:
+    """How long a connector's heartbeat counts: four heartbeats, at least 8 s, at most the lease TTL.
+
+    Shorter than the lease TTL on purpose: a dead preferred host must lose its head
+    start (connector/assignment.py) before its leases expire, so the runner-up takes
+    each lease the moment it is free instead of 3 s later. Safety never depends on it:
+    only leases decide who drives an account.
+    """
+    seconds = min(lease_ttl_s, max(HEARTBEAT_MIN_TTL_S, 4 * placement_every_s))
+    return int(seconds * 1000)

@@ -20,6 +20,7 @@ from connector.assignment import (
     rank,
     targets,
 )
+from connector.bootstrap import heartbeat_ttl_ms
 from connector.lease_record import LeaseError
 from connector.registry_record import ConnectorInfo, ConnectorRecord, RegistryView
 
@@ -374,3 +375,13 @@ def test_liveness_ignores_the_wall_clocks_of_hosts() -> None:
 def test_capacities_feed_the_plan() -> None:
     view = listing(heartbeat("a", 10, capacity=5), heartbeat("b", 0, capacity=9), server_s=20)
     assert ConnectorLiveness().capacities(view, 0.0) == {"a": 5}
+
+
+@pytest.mark.parametrize(
+    ("lease_ttl_s", "placement_s", "expected_ms"),
+    [(15.0, 2.0, 8_000), (6.0, 0.8, 6_000), (60.0, 2.0, 8_000), (60.0, 5.0, 20_000), (4.0, 2.0, 4_000)],
+)
+def test_the_heartbeat_outlives_four_beats_but_not_the_lease(
+    lease_ttl_s: float, placement_s: float, expected_ms: int
+) -> None:
+    assert heartbeat_ttl_ms(lease_ttl_s, placement_s) == expected_ms
