@@ -6,16 +6,16 @@ account (neonize is not safe with several clients in one process);
 for hundreds of simulated accounts). Both turn each report line into
 `Report(message)` for its account and a process exit into `WorkerExited`.
 
-Workers die with the supervisor: each gets PR_SET_PDEATHSIG=SIGTERM and stops
-when its stdin closes, so a kill -9 of the daemon leaves no orphan driving a
-session that another host is about to take over.
+Workers die with the supervisor: each stops when its stdin closes and sets
+PR_SET_PDEATHSIG=SIGTERM itself (connector/workers/lifeline.py), so a kill -9 of
+the daemon leaves no orphan driving a session that another host is about to take
+over.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -26,6 +26,7 @@ from pathlib import Path
 from connector import account as a
 from connector.sessions.whatsmeow import SESSION_FILE
 from connector.workers import protocol as wp
+from connector.workers.lifeline import SUPERVISOR_PID_ENV
 from connector.workers.reader import read_messages
 
 log = logging.getLogger("wa_keeper.workers")
@@ -33,13 +34,6 @@ log = logging.getLogger("wa_keeper.workers")
 Deliver = Callable[[str, a.Signal], None]
 MAX_BAD_LINES = 3
 """A per-account worker that sends this many bad lines is killed (then restarted with backoff)."""
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def worker_command(transport: str) -> list[str]:
@@ -83,8 +77,7 @@ class WorkerProcess:
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=None,  # worker logs go to the daemon's stderr
-            env=self._env,
-            preexec_fn=_die_with_parent,  # only prctl: safe between fork and exec
+            env={**self._env, SUPERVISOR_PID_ENV: str(os.getpid())},  # workers/lifeline.py
         )
         self._reader = asyncio.create_task(self._read(), name=f"worker-reader:{self._proc.pid}")
 

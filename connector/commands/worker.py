@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path  # noqa: PLC0415
 
     from connector.settings import load_settings  # noqa: PLC0415
+    from connector.workers.lifeline import die_with_supervisor  # noqa: PLC0415
 
+    die_with_supervisor()
     transport = args.transport
     sim_url = args.sim_url
     if transport is None or (transport == "sim" and sim_url is None):
