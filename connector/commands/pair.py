@@ -13,7 +13,12 @@ from connector.errors import KeeperError
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("pair", help="pair an account: QR in the terminal, waits for success")
     parser.add_argument("account")
-    parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (default 300)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait; the pair command expires then too (default 300)",
+    )
     parser.set_defaults(handler=run)
 
 

@@ -96,11 +96,17 @@ async def running(rig: Rig) -> asyncio.Task[None]:
     return task
 
 
-async def test_a_claim_that_fails_is_tried_again_and_delivered_once() -> None:
+async def holding_acct_1(claim_failures: int) -> tuple[Rig, asyncio.Task[None]]:
+    """A running inbox holding acct-1 over a store whose first claims fail."""
     clock = RoundsClock()
-    rig = Rig(FlakyStore(clock, claim_failures=2), clock)
+    rig = Rig(FlakyStore(clock, claim_failures=claim_failures), clock)
     rig.held["acct-1"] = 0
-    task = await running(rig)
+    return rig, await running(rig)
+
+
+async def test_a_claim_that_fails_is_tried_again_and_delivered_once() -> None:
+    rig, task = await holding_acct_1(claim_failures=2)
+    clock = rig.clock
     cid = add_command(rig.store, clock, "cmd-1")
     await rig.until_delivered(1)
     task.cancel()
@@ -109,10 +115,8 @@ async def test_a_claim_that_fails_is_tried_again_and_delivered_once() -> None:
 
 
 async def test_the_claim_loop_survives_a_failure_and_claims_the_next_command() -> None:
-    clock = RoundsClock()
-    rig = Rig(FlakyStore(clock, claim_failures=1), clock)
-    rig.held["acct-1"] = 0
-    task = await running(rig)
+    rig, task = await holding_acct_1(claim_failures=1)
+    clock = rig.clock
     first = add_command(rig.store, clock, "cmd-1")
     second = add_command(rig.store, clock, "cmd-2")
     await rig.until_delivered(2)
