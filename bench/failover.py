@@ -184,6 +184,7 @@ def main() -> int:
     parser.add_argument("--backup-interval", type=float, default=10.0, help="WA_KEEPER_BACKUP_INTERVAL_S")
     parser.add_argument("--churn-ms", type=int, default=5000, help="sim-server key churn per account")
     parser.add_argument("--batch", type=int, default=25, help="accounts paired at once while setting up")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (path printed)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # still stop the stack's processes
     emulator.require_emulators()
@@ -205,21 +206,7 @@ def main() -> int:
         args.ttl + 60 + args.accounts
     )  # a minute of lock expiry (see tests/integration/test_failover.py)
     try:
-        stack.start_sim("--keepalive-ms", "5000", "--churn-ms", str(args.churn_ms))
-        stack.start_connector(A, **env)
-        print(f"pairing {len(accounts)} simulated accounts on {A}…", flush=True)
-        t0 = time.monotonic()
-        for start in range(0, len(accounts), args.batch):
-            fs.pair_many(stack, accounts[start : start + args.batch], 600)
-        wait_until("a good backup of each", lambda: _good(stack, accounts), 600, 1)
-        wait_until(f"{A} holding all", lambda: fs.connected_once(stack, A, accounts), 120, 0.5)
-        print(f"paired and backed up in {time.monotonic() - t0:.1f} s; {_load()}", flush=True)
-        stack.start_connector(B, **env)
-        wait_until("both registered", lambda: fs.registered(stack, [A, B]), 30)
-        settle(stack, accounts, args.ttl)
-        standby = stack.http_status(B) or {}
-        print(f"{B} standing by: standby={standby.get('standby')}, held={standby.get('held')}; {_load()}")
-
+        set_up(stack, accounts, env, args)
         kill_9(stack, accounts, args.ttl, deadline_s)
         handoff(stack, accounts, env, deadline_s)
 
@@ -236,8 +223,29 @@ def main() -> int:
         raise
     finally:
         stack.close()
-    shutil.rmtree(tmp, ignore_errors=True)
+    if args.keep_logs:
+        print(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
+
+
+def set_up(stack: Stack, accounts: list[str], env: dict[str, str], args: argparse.Namespace) -> None:
+    """sim-server, `bench-a` pairing every account (in batches), then `bench-b` as its standby."""
+    stack.start_sim("--keepalive-ms", "5000", "--churn-ms", str(args.churn_ms))
+    stack.start_connector(A, **env)
+    print(f"pairing {len(accounts)} simulated accounts on {A}…", flush=True)
+    t0 = time.monotonic()
+    for start in range(0, len(accounts), args.batch):
+        fs.pair_many(stack, accounts[start : start + args.batch], 600)
+    wait_until("a good backup of each", lambda: _good(stack, accounts), 600, 1)
+    wait_until(f"{A} holding all", lambda: fs.connected_once(stack, A, accounts), 120, 0.5)
+    print(f"paired and backed up in {time.monotonic() - t0:.1f} s; {_load()}", flush=True)
+    stack.start_connector(B, **env)
+    wait_until("both registered", lambda: fs.registered(stack, [A, B]), 30)
+    settle(stack, accounts, args.ttl)
+    standby = stack.http_status(B) or {}
+    print(f"{B} standing by: standby={standby.get('standby')}, held={standby.get('held')}; {_load()}")
 
 
 def settle(stack: Stack, accounts: list[str], ttl_s: float) -> None:

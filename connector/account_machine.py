@@ -100,6 +100,9 @@ def _step(state: AccountState, signal: Signal, config: Config) -> Result:
     raise TypeError(f"unknown signal {signal!r}")  # pragma: no cover - exhaustive above
 
 
+RELEASED_REASON = "released by its connector; waiting for the next holder"
+
+
 def _status(state: AccountState, status: AccountStatus, reason: str) -> tuple[AccountState, SetStatus]:
     return replace(state, status=status), SetStatus(status, reason)
 
@@ -212,15 +215,19 @@ def _connected(state: AccountState, config: Config) -> Result:
 
 
 def _stop(
-    state: AccountState, after: AfterStop, status: AccountStatus, reason: str, config: Config
+    state: AccountState, after: AfterStop, status: AccountStatus | None, reason: str, config: Config
 ) -> Result:
-    """Stop the worker; `after` says what follows once it has stopped."""
-    state, set_status = _status(state, status, reason)
+    """Stop the worker; `after` says what follows once it has stopped. `status` None: no
+    status now (a release writes `unattended` once the worker is gone)."""
+    set_status: list[Action] = []
+    if status is not None:
+        state, written = _status(state, status, reason)
+        set_status.append(written)
     if state.phase not in RUNNING:  # no worker to stop: go straight on
-        return _after_stop(replace(state, after_stop=after), [set_status])
+        return _after_stop(replace(state, after_stop=after), set_status)
     state = replace(state, phase=Phase.STOPPING, after_stop=after)
     return state, [
-        set_status,
+        *set_status,
         Disarm(Timer.BACKUP),
         Disarm(Timer.STUCK),
         StopWorker(),
@@ -237,7 +244,8 @@ def _worker_gone(state: AccountState) -> Result:
 def _after_stop(state: AccountState, actions: list[Action]) -> Result:
     match state.after_stop:
         case AfterStop.RELEASE:
-            return replace(state, phase=Phase.IDLE), [*actions, Stopped()]
+            state, status = _status(state, S.UNATTENDED, RELEASED_REASON)
+            return replace(state, phase=Phase.IDLE), [*actions, status, Stopped()]
         case AfterStop.RESTART:
             attempt = state.attempt + 1
             return replace(state, phase=Phase.BACKOFF, attempt=attempt), [
@@ -356,7 +364,5 @@ def _stop_requested(state: AccountState, final_backup: bool, config: Config) -> 
     backup: list[Action] = (
         [Backup(while_connected=True, final=True)] if final_backup and state.phase is Phase.CONNECTED else []
     )
-    if state.phase is Phase.IDLE:
-        return state, [Stopped()]
-    state, actions = _stop(state, AfterStop.RELEASE, state.status, "stopping", config)
+    state, actions = _stop(state, AfterStop.RELEASE, None, "", config)
     return state, [*backup, *actions]

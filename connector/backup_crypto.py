@@ -63,6 +63,15 @@ def key_aad(account: str, generation: int, key_id: str, fmt: int = FORMAT) -> by
     return json.dumps(["wa-keeper data key", fmt, account, generation, key_id]).encode()
 
 
+def compress(plaintext: bytes) -> bytes:
+    return zlib.compress(plaintext, COMPRESS_LEVEL)
+
+
+def chunk_count(compressed: bytes) -> int:
+    """How many chunks `seal_compressed` makes of `compressed` (at least one)."""
+    return max(1, -(-len(compressed) // PLAIN_PIECE_BYTES))
+
+
 class Keyring:
     """The current KEK (encrypts) plus older ones (decrypt only), looked up by key_id."""
 
@@ -81,8 +90,12 @@ class Keyring:
 
     def seal(self, plaintext: bytes, *, account: str, generation: int) -> Sealed:
         """Compress, encrypt under a fresh data key and split into chunks."""
+        return self.seal_compressed(compress(plaintext), account=account, generation=generation)
+
+    def seal_compressed(self, compressed: bytes, *, account: str, generation: int) -> Sealed:
+        """`seal` of data already `compress`ed (the vault compresses once, then knows the chunk
+        count before it asks the store for a generation number)."""
         data_key = AESGCM.generate_key(bit_length=256)
-        compressed = zlib.compress(plaintext, COMPRESS_LEVEL)
         pieces = [
             compressed[i : i + PLAIN_PIECE_BYTES] for i in range(0, len(compressed), PLAIN_PIECE_BYTES)
         ] or [b""]

@@ -13,6 +13,7 @@ from connector.account import Config as MachineConfig
 from connector.adapters.disk_sessions import DiskSessions
 from connector.adapters.firestore_accounts import FirestoreAccountDirectory
 from connector.adapters.firestore_backups import FirestoreBackupStore
+from connector.adapters.firestore_cas import LeaseVersions
 from connector.adapters.firestore_commands import FirestoreCommandStore
 from connector.adapters.firestore_connectors import FirestoreConnectorRegistry
 from connector.adapters.firestore_leases import FirestoreLeaseStore
@@ -54,6 +55,7 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
     keys = Keyring.from_settings(settings)
     metrics = ConnectorMetrics()
     client = firestore.Client(project=settings.project)
+    leases = LeaseVersions()  # the lease store's reads and writes; the status writer checks against them
     publisher = PubSubPublisher.connect(settings.project, settings.topic)
     outbox = Outbox(default_outbox_path(settings.sessions_path), publisher, clock, metrics=metrics)
     vault = SessionVault(
@@ -64,7 +66,7 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
         clock=clock,
         connector_id=settings.connector_id,
     )
-    status = FirestoreStatusWriter(client)
+    status = FirestoreStatusWriter(client, leases)
     command_store = FirestoreCommandStore(client, clock)
 
     def workers(deliver: Deliver) -> Workers:
@@ -87,7 +89,7 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
         metrics=metrics,
     )
     lease_config = LeaseConfig.for_ttl(settings.lease_ttl_s)
-    lease_store = FirestoreLeaseStore(client)
+    lease_store = FirestoreLeaseStore(client, leases)
 
     def elector(daemon: Daemon) -> LeaseElector:
         return LeaseElector(

@@ -8,9 +8,9 @@
 - health: the supervisor's health pass, the volume marker, metrics;
 - events: the outbox drains to Pub/Sub; HTTP serves health, metrics, status.
 
-Shutdown (SIGTERM): final backups, status `unattended`, leases released (a
-standby takes over at once), heartbeat removed, outbox flushed; a second
-SIGTERM or the bound kills the workers.
+Shutdown (SIGTERM): heartbeat removed (the others become the preferred holders),
+final backups, status `unattended`, leases released (a standby takes over at
+once), outbox flushed; a second SIGTERM or the bound kills the workers.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from connector import __version__
 from connector import account as a
@@ -87,7 +88,7 @@ class Daemon:
         self._handoffs: dict[str, float] = {}
         self._releasing: set[str] = set()
         self._kept: set[str] = set()  # held, missing from the desired set, confirmed desired (logged once)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
         self._leases_stop = asyncio.Event()  # after the handoff: leases are renewed until released
         self._placement_ok = False
@@ -99,7 +100,7 @@ class Daemon:
         log.info("lease of %s acquired at epoch %d", account, epoch)
         self._event(EventType.LEASE_ACQUIRED, account, epoch)
         self.supervisor.hold(account, epoch)
-        self._spawn(self.inbox.reconcile())  # commands issued before we held it
+        self.inbox.acquired(account)  # commands issued before we held it
 
     def on_lost(self, account: str, epoch: int) -> None:
         log.warning("lease of %s lost (epoch %d): stopping its worker", account, epoch)
@@ -152,6 +153,12 @@ class Daemon:
             await self.publisher.ensure_topic()
         except Exception as exc:  # the outbox keeps events until the topic works
             log.error("topic not ready (events wait in the outbox): %s", exc)
+        loop = asyncio.get_running_loop()
+
+        def released(accounts: list[str]) -> None:  # the listener's thread: hop to the loop
+            loop.call_soon_threadsafe(self.elector.look, accounts)
+
+        self.directory.on_unattended = released
         self.directory.listen()
         self._register_readiness()
         await self.http.start()
@@ -220,12 +227,15 @@ class Daemon:
                 self._spawn(self.hand_off(release.account))
         self._placement_ok = True
 
-    async def hand_off(self, account: str) -> None:
-        """Final backup, status unattended, then release the lease (the next holder restores)."""
+    async def hand_off(self, account: str) -> float:
+        """Final backup, status unattended, then release the lease (the next holder restores);
+        returns the seconds it took."""
+        started = time.monotonic()
         try:
             epoch = self.elector.held().get(account)
-            await self.supervisor.release(account, within_s=self.config.release_bound_s)
-            if epoch is not None:
+            clean = await self.supervisor.release(account, within_s=self.config.release_bound_s)
+            stopped = time.monotonic()
+            if epoch is not None and not clean:  # else the account's machine wrote it
                 with contextlib.suppress(Exception):
                     await self.status.write(
                         account,
@@ -237,7 +247,16 @@ class Daemon:
                             jid=None,
                         ),
                     )
-            await self.elector.release(account)
+            released = await self.elector.release(account)
+            done = time.monotonic()
+            log.debug(
+                "%s handed off in %.2f s (stopped and backed up: %.2f s; lease released: %s)",
+                account,
+                done - started,
+                stopped - started,
+                released,
+            )
+            return done - started
         finally:
             self._releasing.discard(account)
 
@@ -301,6 +320,10 @@ class Daemon:
         # Take nothing new, but keep renewing what is held until it is handed off: a handoff
         # of many accounts can outlast the renew deadline, and the workers' holds with it.
         self.elector.set_claims({})
+        # Leave the live set first: the other connectors' plans then make them the preferred
+        # holders of our accounts (no head start to wait for) while the final backups run.
+        with contextlib.suppress(Exception):
+            await self.registry.remove(self.config.connector_id)
         try:
             await asyncio.wait_for(self._release_everything(), self.config.shutdown_bound_s)
         except TimeoutError:
@@ -321,9 +344,18 @@ class Daemon:
 
     async def _release_everything(self) -> None:
         accounts = list(self.elector.held())
-        await asyncio.gather(*(self.hand_off(acc) for acc in accounts), return_exceptions=True)
+        results = await asyncio.gather(*(self.hand_off(acc) for acc in accounts), return_exceptions=True)
+        seconds = sorted(r for r in results if isinstance(r, float))
+        if seconds:
+            log.info(
+                "handed off %d of %d accounts: median %.2f s, slowest %.2f s",
+                len(seconds),
+                len(accounts),
+                seconds[len(seconds) // 2],
+                seconds[-1],
+            )
 
-    def _spawn(self, work: Awaitable[None]) -> None:
+    def _spawn(self, work: Awaitable[object]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.append(task)
         task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 from connector.clock import Clock
@@ -48,6 +48,7 @@ class CommandInbox:
         connector_id: str,
         reconcile_s: float = 10.0,
         retry_s: float = 2.0,
+        gather_s: float = 0.5,
         on_unheld: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
@@ -60,6 +61,8 @@ class CommandInbox:
         self._on_unheld = on_unheld
         self._retries: set[asyncio.Task[None]] = set()
         self._reconcile_retry_due = False
+        self._gather_s = gather_s
+        self._acquired: set[str] = set()  # leases taken since the last query for them
         self._seen: set[str] = set()
         self._queue: asyncio.Queue[PendingCommand] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -90,13 +93,31 @@ class CommandInbox:
     def listening(self) -> bool:
         return self._store.listening()
 
-    async def reconcile(self) -> None:
-        """Query pending commands of held accounts (what a listener may have missed).
+    def acquired(self, account: str) -> None:
+        """A lease was just taken: look up the account's pending commands (issued before we
+        held it) within `gather_s`, in one query with every account taken meanwhile. A
+        takeover of 200 accounts is then a few queries, not a full reconciliation each."""
+        first = not self._acquired
+        self._acquired.add(account)
+        if first:
+            self._later(self._reconcile_acquired, self._gather_s)
 
-        A failed query is tried again after `retry_s`: this runs when a lease is
-        acquired, and a command issued before that must not wait a whole round.
+    async def _reconcile_acquired(self) -> None:
+        accounts, self._acquired = self._acquired, set()
+        await self.reconcile(accounts)
+
+    async def reconcile(self, accounts: Iterable[str] | None = None) -> None:
+        """Query pending commands of held accounts (what a listener may have missed);
+        `accounts` narrows it to some of them.
+
+        A failed query is tried again after `retry_s` (for every held account): this
+        runs when a lease is acquired, and a command issued before that must not wait
+        a whole round.
         """
-        accounts = sorted(self._held())
+        held = self._held()
+        accounts = sorted(held if accounts is None else set(accounts) & set(held))
+        if not accounts:
+            return
         try:
             found = await asyncio.to_thread(self._store.pending, accounts)
         except Exception as exc:
@@ -131,11 +152,12 @@ class CommandInbox:
         self._reconcile_retry_due = False
         await self.reconcile()
 
-    def _later(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Run `work` after `retry_s`, in a task this inbox keeps (and cancels when it stops)."""
+    def _later(self, work: Callable[[], Awaitable[None]], delay_s: float | None = None) -> None:
+        """Run `work` after `delay_s` (default `retry_s`), in a task this inbox keeps (and
+        cancels when it stops)."""
 
         async def again() -> None:
-            await self._clock.sleep(self._retry_s)
+            await self._clock.sleep(self._retry_s if delay_s is None else delay_s)
             await work()
 
         task = asyncio.create_task(again())

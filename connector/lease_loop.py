@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -74,6 +74,7 @@ class LeaseElector:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
+        self._look: set[str] = set()
 
     # ---- what the supervisor asks and reads
 
@@ -84,6 +85,13 @@ class LeaseElector:
             if not delay >= 0:
                 raise LeaseError(f"claim delay of {account} must be >= 0, got {delay!r}")
         self._claims = dict(claims)
+        self._wake.set()
+
+    def look(self, accounts: Iterable[str]) -> None:
+        """Read these leases at the next step, whatever their polling schedule: a hint that they
+        were just released (the account documents say `unattended`). Only wanted accounts we
+        do not hold are read; what to do with the answer is still `decide`'s."""
+        self._look.update(accounts)
         self._wake.set()
 
     def held(self) -> dict[str, int]:
@@ -163,6 +171,10 @@ class LeaseElector:
                 case Action.LOST | Action.DEADLINE_MISSED:
                     self._drop(account, decision.action)
                     next_at = now
+        looks, self._look = self._look, set()
+        for account in sorted(looks & set(self._claims)):
+            if account not in self._in_flight and account not in reads and account not in self.held():
+                reads.append(account)
         if reads:
             self._spawn(reads, self._read(reads))
         for account in set(self._local) - set(self._claims) - set(self.held()) - set(self._in_flight):

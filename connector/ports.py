@@ -130,6 +130,18 @@ class Manifest:
     (`manifest`, `newest_good`); None in listings, which leave the bytes out."""
 
 
+def check_next_manifest(manifest: Manifest, account: str, generation: int, epoch: int) -> Manifest:
+    """What `BackupStore.commit_next` requires of the manifest `build` returns."""
+    if (manifest.account_id, manifest.generation, manifest.lease_epoch) != (account, generation, epoch):
+        raise KeeperError(
+            f"{account}: built a manifest for {manifest.account_id} generation {manifest.generation}"
+            f" epoch {manifest.lease_epoch}, expected generation {generation} epoch {epoch}"
+        )
+    if manifest.chunk_count != 1 or manifest.head is None:
+        raise KeeperError(f"{account}: commit_next takes a one-chunk manifest with its chunk inline")
+    return manifest
+
+
 class BackupStore(Protocol):
     """Encrypted backup generations of session snapshots (Firestore, or memory in tests).
 
@@ -142,6 +154,16 @@ class BackupStore(Protocol):
         """A new generation number, never handed out before for this account."""
         ...
 
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+        """Reserve the next generation and commit `build(generation)`, a one-chunk manifest
+        (chunk 0 in `head`), in one fenced write; returns what was committed.
+
+        The short path of a backup that fits one chunk: no chunk documents, so no
+        separate reservation is needed before them. `build` may be called again
+        (with a new number) when a concurrent write forces a retry.
+        """
+        ...
+
     def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
         """Store chunks `start`, `start`+1… of a reserved generation (not yet a generation:
         no manifest). The vault passes chunk 0 in the manifest's `head` instead (start=1)."""
@@ -152,8 +174,9 @@ class BackupStore(Protocol):
         and point the account's `backup` summary at it when it is the newest."""
         ...
 
-    def manifests(self, account: str) -> list[Manifest]:
-        """Every generation of the account, newest first, without `head` (one read each)."""
+    def manifests(self, account: str, limit: int | None = None) -> list[Manifest]:
+        """Every generation of the account (the newest `limit`), newest first, without `head`
+        (one read each)."""
         ...
 
     def manifest(self, account: str, generation: int) -> Manifest | None:

@@ -150,6 +150,7 @@ class Supervisor:
         self._backups = asyncio.Semaphore(config.max_parallel_backups)
         self._final_backups = asyncio.Semaphore(config.max_parallel_final_backups)
         self._backup_tasks: dict[str, asyncio.Task[None]] = {}
+        self._uploading: set[str] = set()  # accounts whose backup has its slot and runs
         self._released: dict[str, asyncio.Event] = {}
         self._drive_until: dict[str, float] = {}  # monotonic: the lease's renew deadline per account
 
@@ -172,15 +173,17 @@ class Supervisor:
         self._tasks[account] = asyncio.create_task(self._drive(account), name=f"account:{account}")
         self.deliver(account, a.Begin(epoch=epoch))
 
-    async def release(self, account: str, within_s: float) -> None:
-        """Final backup when connected, stop the worker, forget the account."""
+    async def release(self, account: str, within_s: float) -> bool:
+        """Final backup when connected, stop the worker, status `unattended`, forget the account.
+        False when that did not finish within `within_s` (the worker is killed)."""
         done = self._released.get(account)
         if done is None:
-            return
+            return False
         self.deliver(account, a.StopRequested())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), within_s)
         await self._forget(account)
+        return done.is_set()
 
     async def fence(self, account: str) -> None:
         """Stop the worker now and forget the account, writing nothing (the lease is not ours)."""
@@ -261,6 +264,8 @@ class Supervisor:
             case a.Backup(while_connected=while_connected, final=final) if state.jid is not None:
                 running = self._backup_tasks.get(account)
                 if final:  # before a release: the newest state must be in the backup
+                    if running is not None and account not in self._uploading:
+                        running.cancel()  # still waiting for a slot: the final one covers it
                     if running is not None:
                         await asyncio.wait([running])
                     await self._backup(account, state.jid, state.epoch, while_connected, final=True)
@@ -300,7 +305,11 @@ class Supervisor:
         """One backup, off the account's signal loop: reports keep flowing meanwhile."""
         try:
             async with self._final_backups if final else self._backups:
-                await asyncio.to_thread(self.vault.backup, account, jid, epoch, while_connected)
+                self._uploading.add(account)
+                try:
+                    await asyncio.to_thread(self.vault.backup, account, jid, epoch, while_connected)
+                finally:
+                    self._uploading.discard(account)
         except Exception:
             log.exception("account %s: backup failed", account)
             return

@@ -25,12 +25,21 @@ from connector.adapters.disk_sessions import (
     DiskState,
     SessionCheckError,
     SessionDiskError,
+    Snapshot,
     check_account_id,
     check_bytes,
     sha256_hex,
 )
 from connector.adapters.sessions_volume import VolumeMarker
-from connector.backup_crypto import FORMAT, BackupCorruptError, BackupKeyError, Keyring
+from connector.backup_crypto import (
+    FORMAT,
+    BackupCorruptError,
+    BackupKeyError,
+    Keyring,
+    Sealed,
+    chunk_count,
+    compress,
+)
 from connector.clock import Clock
 from connector.errors import KeeperError
 from connector.ports import BackupStore, EventSink, Manifest, StaleEpochError
@@ -91,6 +100,8 @@ class SessionVault:
         self._volume_id: str | None = None
         self._newest: dict[str, tuple[int, Manifest | None]] = {}
         """Newest manifest per account, trusted while the lease epoch is the same."""
+        self._orphans_checked: dict[str, int] = {}
+        """The lease epoch at which each account's orphan chunks were last looked for."""
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
@@ -127,7 +138,7 @@ class SessionVault:
         cached = self._newest.get(account)
         if cached is not None and cached[0] == epoch:
             return cached[1]
-        manifests = self.store.manifests(account)
+        manifests = self.store.manifests(account, limit=1)
         newest = manifests[0] if manifests else None
         self._newest[account] = (epoch, newest)
         return newest
@@ -153,54 +164,81 @@ class SessionVault:
                         taken_at=newest.created_at,
                         good=newest.good or taken_while_connected,
                     )
-                generation = self.store.reserve_generation(account, epoch)
-                sealed = self.keys.seal(snap.data, account=account, generation=generation)
-                # Chunk 0 rides in the manifest: a one-chunk session restores with one read.
-                self.store.write_chunks(account, generation, sealed.chunks[1:], start=1)
-                manifest = Manifest(
-                    account_id=account,
-                    generation=generation,
-                    created_at=self._clock.now(),
-                    connector_id=self._connector_id,
-                    lease_epoch=epoch,
-                    format=FORMAT,
-                    key_id=sealed.key_id,
-                    wrapped_key=sealed.wrapped_key,
-                    size=snap.size,
-                    sha256=snap.sha256,
-                    chunk_count=len(sealed.chunks),
-                    taken_while_connected=taken_while_connected,
-                    good=taken_while_connected,
-                    jid=snap.jid,
-                    head=sealed.chunks[0],
-                )
-                try:
-                    self.store.commit(manifest)
-                except StaleEpochError:
-                    self.store.delete_generation(account, generation)
-                    raise
+                manifest, uploaded = self._upload(account, epoch, snap, taken_while_connected)
             except StaleEpochError as exc:
                 self._newest.pop(account, None)
                 return BackupOutcome(BackupStatus.REFUSED, reason=f"stale lease epoch: {exc}")
+            generation = manifest.generation
             self._newest[account] = (epoch, dataclasses.replace(manifest, head=None))  # no bytes kept
             self._emit(
                 EventType.BACKUP_WRITTEN,
                 account,
                 epoch,
-                f"{snap.size} bytes in {manifest.chunk_count} chunks, key {sealed.key_id}",
+                f"{snap.size} bytes in {manifest.chunk_count} chunks, key {manifest.key_id}",
                 generation,
             )
-            self._clean_orphans(account, below=generation)
+            if manifest.chunk_count > 1 or self._orphans_checked.get(account) != epoch:
+                self._clean_orphans(account, below=generation)
+                self._orphans_checked[account] = epoch
             return BackupOutcome(
                 BackupStatus.WRITTEN,
                 generation,
-                uploaded_bytes=sum(len(chunk) for chunk in sealed.chunks),
+                uploaded_bytes=uploaded,
                 taken_at=manifest.created_at,
                 good=manifest.good,
             )
 
+    def _upload(
+        self, account: str, epoch: int, snap: Snapshot, taken_while_connected: bool
+    ) -> tuple[Manifest, int]:
+        """Seal and store one generation. A session that compresses into one chunk goes in one
+        fenced write (`commit_next`); a bigger one reserves a number, writes its chunks, then
+        commits the manifest (a writer dying in between leaves orphan chunks, never a generation)."""
+        compressed = compress(snap.data)
+
+        def build(generation: int, sealed: Sealed | None = None) -> Manifest:
+            if sealed is None:
+                sealed = self.keys.seal_compressed(compressed, account=account, generation=generation)
+            return Manifest(
+                account_id=account,
+                generation=generation,
+                created_at=self._clock.now(),
+                connector_id=self._connector_id,
+                lease_epoch=epoch,
+                format=FORMAT,
+                key_id=sealed.key_id,
+                wrapped_key=sealed.wrapped_key,
+                size=snap.size,
+                sha256=snap.sha256,
+                chunk_count=len(sealed.chunks),
+                taken_while_connected=taken_while_connected,
+                good=taken_while_connected,
+                jid=snap.jid,
+                head=sealed.chunks[0],
+            )
+
+        if chunk_count(compressed) == 1:
+            committed = self.store.commit_next(account, epoch, build)
+            return committed, len(committed.head or b"")
+        generation = self.store.reserve_generation(account, epoch)
+        sealed = self.keys.seal_compressed(compressed, account=account, generation=generation)
+        manifest = build(generation, sealed)
+        try:
+            # Chunk 0 rides in the manifest: the restore reads it with the manifest.
+            self.store.write_chunks(account, generation, sealed.chunks[1:], start=1)
+            self.store.commit(manifest)
+        except StaleEpochError:
+            self.store.delete_generation(account, generation)
+            raise
+        except Exception:
+            self._orphans_checked.pop(account, None)  # chunks may be left: the next backup looks
+            raise
+        return manifest, sum(len(chunk) for chunk in sealed.chunks)
+
     def _clean_orphans(self, account: str, below: int) -> None:
-        """Chunks of writers that died before their manifest: never a generation, so delete them."""
+        """Chunks of writers that died before their manifest: never a generation, so delete them.
+        Checked after each backup with chunk documents and once per lease epoch (a writer that
+        died left its orphans before we took the lease)."""
         for orphan in self.store.orphan_generations(account):
             if orphan < below:
                 log.info("deleting orphan chunks of %s generation %d", account, orphan)

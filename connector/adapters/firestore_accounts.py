@@ -13,13 +13,13 @@ before anything is released.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from wa_wire import Collections
+from wa_wire import AccountStatus, Collections
 
 DESIRED_ACTIVE = "active"
 
@@ -42,6 +42,9 @@ class FirestoreAccountDirectory:
         self._snapshots = 0  # listener snapshots so far: one during a refresh is newer than it
         self._watch: Any = None
         self.loaded = threading.Event()
+        self.on_unattended: Callable[[list[str]], None] | None = None
+        """Called from the listener's thread with accounts whose document changed to status
+        `unattended` (a holder released them): a hint to read their leases now."""
 
     def _query(self) -> Any:
         accounts = self._client.collection(Collections.ACCOUNTS)
@@ -50,8 +53,15 @@ class FirestoreAccountDirectory:
     def listen(self) -> None:
         self.stop()
 
-        def on_snapshot(docs: list[Any], _changes: Any, _read_time: Any) -> None:
+        def on_snapshot(docs: list[Any], changes: list[Any], _read_time: Any) -> None:
             self.take_snapshot({doc.id for doc in docs})
+            released = [
+                change.document.id
+                for change in changes
+                if (change.document.to_dict() or {}).get("status") == AccountStatus.UNATTENDED.value
+            ]
+            if released and self.on_unattended is not None:
+                self.on_unattended(released)
 
         self._watch = self._query().on_snapshot(on_snapshot)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,7 +37,7 @@ from connector.adapters.firestore_cas import (
     read_together,
 )
 from connector.errors import KeeperError
-from connector.ports import Manifest, StaleEpochError
+from connector.ports import Manifest, StaleEpochError, check_next_manifest
 from wa_wire.names import Collections, SubCollections
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,35 @@ class FirestoreBackupStore:
         generation, _ = optimistic(self._db, reserve)
         return generation
 
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+        """Two round trips: read the lease and the account together, then one batch that bumps
+        the reserved number, creates the manifest, points the summary at it and checks the lease."""
+        account_ref = self._account(account)
+
+        def write(batch: firestore.WriteBatch) -> Manifest:
+            lease, snap = read_together(self._db, [lease_ref(self._db, account), account_ref])
+            self._fence(batch, account, epoch, lease)
+            data = (snap.to_dict() or {}) if snap.exists else {}
+            last = data.get(RESERVED_FIELD, 0)
+            generation = (last if isinstance(last, int) and not isinstance(last, bool) else 0) + 1
+            manifest = check_next_manifest(build(generation), account, generation, epoch)
+            batch.create(self._manifest(account, generation), manifest_fields(manifest))
+            fields: dict[str, Any] = {RESERVED_FIELD: generation}
+            summary = data.get(SUMMARY_FIELD)
+            newest = summary.get("generation", 0) if isinstance(summary, dict) else 0
+            if not isinstance(newest, int) or newest < generation:
+                fields[SUMMARY_FIELD] = summary_fields(manifest)
+            if snap.exists:
+                batch.update(account_ref, fields, option=guard(self._db, snap))
+            else:
+                batch.create(account_ref, fields)
+            self.stats.add(reads=1, writes=2)
+            self.stats.add(bytes_written=len(manifest.wrapped_key) + len(manifest.head or b""))
+            return manifest
+
+        committed, _ = optimistic(self._db, write)
+        return committed
+
     def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
         batch, batch_bytes = self._db.batch(), 0
         for index, chunk in enumerate(chunks, start):
@@ -228,13 +257,13 @@ class FirestoreBackupStore:
             self.stats.add(bytes_read=len(head) if isinstance(head, bytes) else 0)
         return found
 
-    def manifests(self, account: str) -> list[Manifest]:
+    def manifests(self, account: str, limit: int | None = None) -> list[Manifest]:
         query = (
             self._backups(account)
             .select(list(_FIELD_TYPES))
             .order_by("generation", direction=firestore.Query.DESCENDING)
         )
-        docs = list(query.stream())
+        docs = list((query if limit is None else query.limit(limit)).stream())
         self.stats.add(reads=max(1, len(docs)))
         return self._parsed(account, docs)
 
@@ -281,21 +310,25 @@ class FirestoreBackupStore:
         ref, account_ref = self._manifest(account, generation), self._account(account)
 
         def mark(batch: firestore.WriteBatch) -> bool:
-            snap = ref.get(field_paths=["generation"])
-            account_snap = account_ref.get(field_paths=[SUMMARY_FIELD])
+            snap, account_snap = read_together(self._db, [ref, account_ref], ["good", SUMMARY_FIELD])
             self.stats.add(reads=2)
             if not snap.exists:
                 return False
-            batch.update(ref, {"good": True}, option=guard(self._db, snap))
+            if (snap.to_dict() or {}).get("good") is not True:  # a restored generation usually is
+                batch.update(ref, {"good": True}, option=guard(self._db, snap))
+                self.stats.add(writes=1)
             summary = (account_snap.to_dict() or {}).get(SUMMARY_FIELD) if account_snap.exists else None
-            if isinstance(summary, dict) and summary.get("generation") == generation:
+            if (
+                isinstance(summary, dict)
+                and summary.get("generation") == generation
+                and summary.get("good") is not True
+            ):
                 batch.update(
                     account_ref,
                     {SUMMARY_FIELD: {**summary, "good": True}},
                     option=guard(self._db, account_snap),
                 )
                 self.stats.add(writes=1)
-            self.stats.add(writes=1)
             return True
 
         marked, _ = optimistic(self._db, mark)

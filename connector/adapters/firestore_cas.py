@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
 from connector.errors import KeeperError
-from connector.lease_record import check_id, epoch_of
+from connector.lease_record import MISSING_EPOCH, LeaseError, LeaseRecord, check_id, epoch_of
 from wa_wire.names import Collections
 
 log = logging.getLogger("wa_keeper.firestore")
@@ -97,7 +98,87 @@ def fenced_epoch(batch: firestore.WriteBatch, client: firestore.Client, account:
     return fence_on(batch, client, account, lease_ref(client, account).get())
 
 
-def read_together(client: firestore.Client, refs: list[firestore.DocumentReference]) -> list[Any]:
-    """Snapshots of `refs` in their order, in one round trip."""
-    by_path = {snap.reference.path: snap for snap in client.get_all(refs)}
+@dataclass(frozen=True)
+class KnownLease:
+    """A lease as this process last read or wrote it, with the document's update_time."""
+
+    record: LeaseRecord | None  # None: the document did not exist
+    update_time: Any  # None when the document did not exist
+
+    @property
+    def epoch(self) -> int:
+        return MISSING_EPOCH if self.record is None else self.record.epoch
+
+
+class LeaseVersions:
+    """The newest `KnownLease` of each account, shared by the lease store (which fills it
+    from its reads and writes) and the writers fenced on leases (which then check the lease
+    without reading it: one round trip less). An entry gone stale costs one conflict and a
+    read, never a wrong write: the check is a precondition on update_time."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, KnownLease] = {}
+
+    def get(self, account: str) -> KnownLease | None:
+        return self._known.get(account)
+
+    def put(self, account: str, known: KnownLease) -> None:
+        self._known[account] = known
+
+    def forget(self, account: str) -> None:
+        self._known.pop(account, None)
+
+    def put_snapshot(self, account: str, snapshot: Any) -> KnownLease:
+        known = KnownLease(
+            LeaseRecord.from_fields(account, snapshot.to_dict() or {}) if snapshot.exists else None,
+            snapshot.update_time if snapshot.exists else None,
+        )
+        self._known[account] = known
+        return known
+
+
+class LeaseFence:
+    """The lease check of one fenced write. Its first attempt trusts `versions` (no read);
+    after a conflict, and without a known version, it reads the lease (and remembers it)."""
+
+    def __init__(self, client: firestore.Client, account: str, versions: LeaseVersions | None) -> None:
+        self._client, self._account, self._versions = client, account, versions
+        self._trust = versions is not None
+
+    def epoch(self, batch: firestore.WriteBatch, lease: Any = None) -> int:
+        """The lease's epoch; `batch` fails if the lease changes before it commits. `lease`: a
+        snapshot the caller read with its other reads (used on attempts that read)."""
+        known = self._versions.get(self._account) if self._versions is not None and self._trust else None
+        self._trust = False
+        ref = lease_ref(self._client, self._account)
+        if known is not None:
+            if known.update_time is None:
+                batch.delete(ref, option=self._client.write_option(exists=False))
+            else:
+                batch.update(
+                    ref,
+                    {"epoch": known.epoch},
+                    option=self._client.write_option(last_update_time=known.update_time),
+                )
+            return known.epoch
+        snapshot = ref.get() if lease is None else lease
+        current = fence_on(batch, self._client, self._account, snapshot)
+        if self._versions is not None:
+            try:
+                self._versions.put_snapshot(self._account, snapshot)
+            except LeaseError:  # a valid epoch in an otherwise malformed lease: not remembered
+                self._versions.forget(self._account)
+        return current
+
+    def trusted(self) -> bool:
+        """True while the next `epoch` call will use the known version (the caller may then
+        leave the lease out of its reads)."""
+        return self._trust and self._versions is not None and self._versions.get(self._account) is not None
+
+
+def read_together(
+    client: firestore.Client, refs: list[firestore.DocumentReference], fields: list[str] | None = None
+) -> list[Any]:
+    """Snapshots of `refs` in their order, in one round trip (only `fields` of each, when given)."""
+    by_path = {snap.reference.path: snap for snap in client.get_all(refs, field_paths=fields)}
     return [by_path[ref.path] for ref in refs]

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from google.cloud import firestore
 
-from connector.adapters.firestore_cas import guard, optimistic
+from connector.adapters.firestore_cas import CONFLICTS, KnownLease, LeaseVersions, optimistic
 from connector.lease_record import (
     SERVER_NOW,
     LeaseRecord,
@@ -54,11 +54,15 @@ def _record(account: str, snapshot: Any) -> LeaseRecord | None:
 
 
 class FirestoreLeaseStore:
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, versions: LeaseVersions | None = None) -> None:
         self._db = client
         # Its own threads: a renewal must never wait behind backups or status writes
         # in the default executor, or the renew deadline passes and the lease is lost.
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wa-leases")
+        self.versions = versions if versions is not None else LeaseVersions()
+        """What this store last read or wrote of each lease; fenced writers share it (bootstrap)."""
+        self.reads = 0
+        """Lease documents read (a renewal of an unchanged lease reads none)."""
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
@@ -66,43 +70,74 @@ class FirestoreLeaseStore:
     def _ref(self, account: str) -> firestore.DocumentReference:
         return self._db.collection(Collections.LEASES).document(check_id("account", account))
 
+    def _view(self, account: str, snapshot: Any) -> LeaseView:
+        """A read lease, remembered with its update_time for the next write's precondition."""
+        self.reads += 1
+        record = _record(account, snapshot)
+        self.versions.put(account, KnownLease(record, snapshot.update_time if snapshot.exists else None))
+        return LeaseView(account, record, to_micros(snapshot.read_time))
+
     def _get(self, account: str) -> LeaseView:
-        snapshot = self._ref(account).get()
-        return LeaseView(account, _record(account, snapshot), to_micros(snapshot.read_time))
+        return self._view(account, self._ref(account).get())
 
     def _get_many(self, accounts: Sequence[str]) -> list[LeaseView]:
         found: dict[str, LeaseView] = {}
         for start in range(0, len(accounts), GET_ALL_BATCH):
             refs = [self._ref(a) for a in accounts[start : start + GET_ALL_BATCH]]
             for snapshot in self._db.get_all(refs):
-                found[snapshot.id] = LeaseView(
-                    snapshot.id, _record(snapshot.id, snapshot), to_micros(snapshot.read_time)
-                )
+                found[snapshot.id] = self._view(snapshot.id, snapshot)
         return [found[a] for a in accounts]
 
-    def _write(self, account: str, rule: Rule) -> LeaseView:
+    def _stage(
+        self, batch: firestore.WriteBatch, account: str, fields: Mapping[str, Any], seen: KnownLease
+    ) -> None:
         ref = self._ref(account)
+        stored = {k: firestore.SERVER_TIMESTAMP if v == SERVER_NOW else v for k, v in fields.items()}
+        if seen.update_time is not None:
+            batch.update(ref, stored, option=self._db.write_option(last_update_time=seen.update_time))
+        else:
+            batch.create(ref, stored)
+
+    def _written(
+        self, account: str, current: LeaseRecord | None, fields: Mapping[str, Any], result: Any
+    ) -> LeaseView:
+        stamp: datetime = to_micros(result.transform_results[0].timestamp_value)
+        record = apply_write(account, current, fields, stamp)
+        self.versions.put(account, KnownLease(record, result.update_time))
+        return LeaseView(account, record, stamp, written=True)
+
+    def _write(self, account: str, rule: Rule) -> LeaseView:
+        """Apply `rule` by compare-and-set. First blind, on the lease as this store last saw it
+        (one round trip: a renewal of an unchanged lease reads nothing); on a conflict, or when
+        the rule would not write on that view, read it and apply the rule again."""
+        known = self.versions.get(account)
+        fields = None if known is None else rule(known.record)
+        if known is not None and fields is not None:
+            batch = self._db.batch()
+            self._stage(batch, account, fields, known)
+            try:
+                (result,) = batch.commit()
+            except CONFLICTS:
+                self.versions.forget(account)
+            else:
+                return self._written(account, known.record, fields, result)
         seen: dict[str, Any] = {}
 
         def body(batch: firestore.WriteBatch) -> None:
-            snapshot = ref.get()
-            current = _record(account, snapshot)
-            fields = rule(current)
-            seen.update(current=current, fields=fields, read_time=snapshot.read_time)
-            if fields is None:
-                return
-            stored = {k: firestore.SERVER_TIMESTAMP if v == SERVER_NOW else v for k, v in fields.items()}
-            if snapshot.exists:
-                batch.update(ref, stored, option=guard(self._db, snapshot))
-            else:
-                batch.create(ref, stored)
+            snapshot = self._ref(account).get()
+            view = self._view(account, snapshot)
+            known_now = KnownLease(view.record, snapshot.update_time if snapshot.exists else None)
+            fields = rule(view.record)
+            seen.update(view=view, fields=fields)
+            if fields is not None:
+                self._stage(batch, account, fields, known_now)
 
         _, results = optimistic(self._db, body)
-        current, fields = seen["current"], seen["fields"]
+        view: LeaseView = seen["view"]
+        fields = seen["fields"]
         if fields is None:
-            return LeaseView(account, current, to_micros(seen["read_time"]))
-        stamp: datetime = to_micros(results[0].transform_results[0].timestamp_value)
-        return LeaseView(account, apply_write(account, current, fields, stamp), stamp, written=True)
+            return view
+        return self._written(account, view.record, fields, results[0])
 
     async def get(self, account: str) -> LeaseView:
         return await self._run(self._get, account)

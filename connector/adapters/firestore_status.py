@@ -1,8 +1,9 @@
 """The visible account state in `accounts/{id}`, written by the connector that holds it.
 
-Each write reads `leases/{id}.epoch` and refuses (StaleEpochError) when the
-writer's epoch is older; the commit requires the lease unchanged since that read
-(firestore_cas: no lock, so a killed connector blocks nobody). A connector that
+Each write checks `leases/{id}.epoch` and refuses (StaleEpochError) when the
+writer's epoch is older; the commit requires the lease unchanged since it was read
+(firestore_cas: no lock, so a killed connector blocks nobody). With the lease
+store's `LeaseVersions` the lease is not even read: the write is one round trip. A connector that
 lost the lease can no longer overwrite what the new holder shows. The QR code is stored
 only while pairing and deleted with the next write.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from google.cloud import firestore
 
-from connector.adapters.firestore_cas import fenced_epoch, optimistic
+from connector.adapters.firestore_cas import LeaseFence, LeaseVersions, optimistic
 from connector.adapters.firestore_retry import retry_contended
 from connector.ports import StaleEpochError, StatusUpdate
 from wa_wire import AccountStatus, Collections
@@ -41,8 +42,9 @@ def status_fields(update: StatusUpdate) -> dict[str, Any]:
 
 
 class FirestoreStatusWriter:
-    def __init__(self, client: firestore.Client) -> None:
+    def __init__(self, client: firestore.Client, versions: LeaseVersions | None = None) -> None:
         self._client = client
+        self._versions = versions  # the lease store's: a write then checks the lease unread
 
     async def write(self, account: str, update: StatusUpdate) -> None:
         await asyncio.to_thread(self.write_sync, account, update)
@@ -50,9 +52,10 @@ class FirestoreStatusWriter:
     @retry_contended
     def write_sync(self, account: str, update: StatusUpdate) -> None:
         doc = self._client.collection(Collections.ACCOUNTS).document(account)
+        fence = LeaseFence(self._client, account, self._versions)
 
         def body(batch: firestore.WriteBatch) -> None:
-            current = fenced_epoch(batch, self._client, account)
+            current = fence.epoch(batch)
             if update.epoch < current:
                 raise StaleEpochError(
                     f"status of {account} not written: epoch {update.epoch} is older than the lease's {current}"

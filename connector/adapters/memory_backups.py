@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from connector.errors import KeeperError
-from connector.ports import Manifest, StaleEpochError
+from connector.ports import Manifest, StaleEpochError, check_next_manifest
 
 
 class MemoryBackupStore:
@@ -61,6 +61,16 @@ class MemoryBackupStore:
             self._reserved[account] = generation
             return generation
 
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+        with self._lock:
+            self._check_epoch(account, epoch)
+            generation = self._reserved.get(account, 0) + 1
+            manifest = check_next_manifest(build(generation), account, generation, epoch)
+            self._reserved[account] = generation
+            self._manifests[(account, generation)] = manifest
+            self._set_summary(manifest)
+            return manifest
+
     def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
         with self._lock:
             stored = self._chunks.setdefault((account, generation), {})
@@ -74,15 +84,18 @@ class MemoryBackupStore:
             if (account, generation) in self._manifests:
                 raise KeeperError(f"{account}: generation {generation} already has a manifest")
             self._manifests[(account, generation)] = manifest
-            summary = self.summaries.get(account)
-            if summary is None or int(str(summary["generation"])) < generation:
-                self.summaries[account] = _summary(manifest)
+            self._set_summary(manifest)
 
-    def manifests(self, account: str) -> list[Manifest]:
+    def _set_summary(self, manifest: Manifest) -> None:
+        summary = self.summaries.get(manifest.account_id)
+        if summary is None or int(str(summary["generation"])) < manifest.generation:
+            self.summaries[manifest.account_id] = _summary(manifest)
+
+    def manifests(self, account: str, limit: int | None = None) -> list[Manifest]:
         with self._lock:
             found = [m for (a, _), m in self._manifests.items() if a == account]
         listed = [dataclasses.replace(m, head=None) for m in found]
-        return sorted(listed, key=lambda m: m.generation, reverse=True)
+        return sorted(listed, key=lambda m: m.generation, reverse=True)[:limit]
 
     def manifest(self, account: str, generation: int) -> Manifest | None:
         with self._lock:

@@ -134,6 +134,7 @@ def test_commit_then_list_newest_first_and_read_chunks(rig: Rig) -> None:
     write(rig, manifest("acct-b", 1))
     listed = rig.store.manifests("acct-a")
     assert listed == [second, first]
+    assert rig.store.manifests("acct-a", limit=1) == [second]
     assert rig.store.read_chunks("acct-a", 2, 3) == chunks
     assert rig.store.read_chunks("acct-a", 2, 4) == [*chunks, None]
     assert rig.store.manifests("acct-none") == []
@@ -179,6 +180,19 @@ def test_mark_good(rig: Rig) -> None:
     assert rig.store.manifests("acct-a")[0].good
 
 
+def test_firestore_marking_a_good_generation_good_writes_nothing(clean_firestore: firestore.Client) -> None:
+    """Every connect after a restore marks the restored generation good; it usually is already."""
+    store = FirestoreBackupStore(clean_firestore)
+    write(Rig(store, lambda a, e: None, lambda a: None), manifest("acct-a", 1, good=True))
+    account = clean_firestore.collection(Collections.ACCOUNTS).document("acct-a")
+    manifest_doc = account.collection(SubCollections.BACKUPS).document("1")
+    before = (account.get().update_time, manifest_doc.get().update_time)
+    writes = store.stats.writes
+    assert store.mark_good("acct-a", 1)
+    assert (account.get().update_time, manifest_doc.get().update_time) == before
+    assert store.stats.writes == writes
+
+
 def test_orphans_are_listed_and_deleted(rig: Rig) -> None:
     write(rig, manifest("acct-a", 1))
     rig.store.write_chunks("acct-a", 2, [b"orphan"])
@@ -214,6 +228,82 @@ def test_wipe_deletes_everything_and_is_fenced(rig: Rig) -> None:
     assert rig.summary("acct-a") is None
     assert len(rig.store.manifests("acct-b")) == 1
     assert rig.store.reserve_generation("acct-a", 2) == 4, "numbers are never reused after a wipe"
+
+
+def one_chunk(generation: int, epoch: int = 1, account: str = "acct-a") -> Manifest:
+    return replace(manifest(account, generation, epoch, chunk_count=1), head=b"chunk %d" % generation)
+
+
+def test_commit_next_numbers_after_every_reservation_and_points_the_summary(rig: Rig) -> None:
+    assert rig.store.reserve_generation("acct-a", 1) == 1  # a chunked generation's number
+    asked: list[int] = []
+
+    def build(generation: int) -> Manifest:
+        asked.append(generation)
+        return one_chunk(generation)
+
+    committed = rig.store.commit_next("acct-a", 1, build)
+    assert (asked, committed.generation) == ([2], 2)
+    stored = rig.store.manifest("acct-a", 2)
+    assert stored is not None and stored.head == b"chunk 2"
+    assert rig.store.read_chunks("acct-a", 2, 1) == [b"chunk 2"]
+    assert (rig.summary("acct-a") or {})["generation"] == 2
+    assert rig.store.commit_next("acct-a", 1, one_chunk).generation == 3
+    assert rig.store.reserve_generation("acct-a", 1) == 4
+    assert rig.store.commit_next("acct-b", 1, lambda g: one_chunk(g, account="acct-b")).generation == 1
+
+
+def test_commit_next_is_fenced_and_a_refusal_uses_no_number(rig: Rig) -> None:
+    rig.set_lease_epoch("acct-a", 5)
+    with pytest.raises(StaleEpochError, match="epoch 4 is older than the current 5"):
+        rig.store.commit_next("acct-a", 4, lambda g: one_chunk(g, epoch=4))
+    assert rig.store.manifests("acct-a") == [] and rig.summary("acct-a") is None
+    assert rig.store.commit_next("acct-a", 5, lambda g: one_chunk(g, epoch=5)).generation == 1
+
+
+@pytest.mark.parametrize(
+    ("built", "message"),
+    [
+        (lambda g: one_chunk(g + 1), "expected generation 1 epoch 1"),
+        (lambda g: one_chunk(g, epoch=2), "expected generation 1 epoch 1"),
+        (lambda g: one_chunk(g, account="acct-b"), "built a manifest for acct-b"),
+        (lambda g: replace(one_chunk(g), head=None), "one-chunk manifest"),
+        (lambda g: replace(one_chunk(g), chunk_count=2), "one-chunk manifest"),
+    ],
+)
+def test_commit_next_refuses_a_manifest_it_did_not_ask_for(
+    rig: Rig, built: Callable[[int], Manifest], message: str
+) -> None:
+    with pytest.raises(KeeperError, match=message):
+        rig.store.commit_next("acct-a", 1, built)
+    assert rig.store.manifests("acct-a") == [] and rig.summary("acct-a") is None
+    assert rig.store.commit_next("acct-a", 1, one_chunk).generation == 1
+
+
+def test_firestore_commit_next_builds_again_after_a_concurrent_write(
+    clean_firestore: firestore.Client,
+) -> None:
+    """A status write to the account between the read and the commit: read again, build again."""
+    store = FirestoreBackupStore(clean_firestore)
+    account = clean_firestore.collection(Collections.ACCOUNTS).document("acct-a")
+    account.set({"status": "connecting"})
+    asked: list[int] = []
+
+    def build(generation: int) -> Manifest:
+        asked.append(generation)
+        if len(asked) == 1:
+            account.update({"status": "connected"})
+        return one_chunk(generation)
+
+    assert store.commit_next("acct-a", 1, build).generation == 1
+    assert asked == [1, 1]
+    data = account.get().to_dict() or {}
+    assert (data["status"], data["backup"]["generation"], data["backup_reserved_generation"]) == (
+        "connected",
+        1,
+        1,
+    )
+    assert [m.generation for m in store.manifests("acct-a")] == [1]
 
 
 def test_full_size_chunks_round_trip(rig: Rig) -> None:

@@ -253,3 +253,29 @@ async def test_a_malformed_lease_document_is_reported_and_left_alone(rig: Rig) -
     with pytest.raises(LeaseError, match="leases/acct: field epoch"):
         rig.fenced_write("acct", 1, "x")
     assert rig.read_raw("acct") == bad
+
+
+async def test_firestore_renews_an_unchanged_lease_without_reading_it(
+    clean_firestore: firestore.Client,
+) -> None:
+    """One round trip per renewal (the write's precondition is the update_time of our own
+    last write); a change by anyone else makes the store read the lease again."""
+    rig = firestore_rig(clean_firestore)
+    store = rig.store
+    assert isinstance(store, FirestoreLeaseStore)
+    (seen,) = await store.get_many(["acct"])
+    assert seen.record is None and store.reads == 1
+    await acquire(rig, "acct", "conn-a", expected=None)  # the read above was enough
+    for _ in range(3):
+        assert (await store.renew("acct", "conn-a", 1, TTL_MS)).written
+    rig.fenced_write("acct", 1, "a status write")  # checks the lease, does not change it
+    assert (await store.renew("acct", "conn-a", 1, TTL_MS)).written
+    assert store.reads == 1
+
+    other = FirestoreLeaseStore(clean_firestore)  # another host judges it expired and takes it
+    expired = (await other.get("acct")).record
+    taken = await other.try_acquire("acct", "conn-b", TTL_MS, expired)
+    assert taken.written and taken.record is not None and taken.record.epoch == 2
+    view = await store.renew("acct", "conn-a", 1, TTL_MS)
+    assert not view.written and view.record == taken.record and store.reads == 2
+    assert rig.read_raw("acct") == taken.record.to_fields()

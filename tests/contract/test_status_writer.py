@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from google.cloud import firestore
 
+from connector.adapters.firestore_cas import LeaseVersions
 from connector.adapters.firestore_status import FirestoreStatusWriter
 from connector.adapters.memory_status import MemoryStatusWriter
+from connector.lease_record import LeaseRecord
 from connector.ports import StaleEpochError, StatusUpdate
 from wa_wire import AccountStatus, Collections
 
@@ -23,7 +25,7 @@ class Rig:
     read: Callable[[str], dict[str, Any]]
 
 
-@pytest.fixture(params=["memory", "firestore"])
+@pytest.fixture(params=["memory", "firestore", "firestore-known-leases"])
 def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     if request.param == "memory":
         fake = MemoryStatusWriter()
@@ -34,10 +36,15 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
         )
         return
     client: firestore.Client = request.getfixturevalue("clean_firestore")
-    real = FirestoreStatusWriter(client)
+    versions = LeaseVersions() if request.param == "firestore-known-leases" else None
+    real = FirestoreStatusWriter(client, versions)
 
     def set_epoch(account: str, epoch: int) -> None:
-        client.collection(Collections.LEASES).document(account).set({"epoch": epoch})
+        ref = client.collection(Collections.LEASES).document(account)
+        now = datetime.now(UTC)
+        ref.set(LeaseRecord(account, "conn-a", epoch, 15_000, now, now, 0).to_fields())
+        if versions is not None:  # as the lease store would remember its own write
+            versions.put_snapshot(account, ref.get())
 
     def read(account: str) -> dict[str, Any]:
         return client.collection(Collections.ACCOUNTS).document(account).get().to_dict() or {}

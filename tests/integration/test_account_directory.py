@@ -108,3 +108,22 @@ def test_what_a_point_read_confirmed_outlives_a_listener_that_misses_it(
     clean_firestore.collection(Collections.ACCOUNTS).document("missed").update({"desired": "stopped"})
     assert directory.still_desired(["missed"]) == set()
     assert directory.desired() == {"seen"}
+
+
+def test_an_account_changing_to_unattended_is_reported_to_the_hook(clean_firestore: firestore.Client) -> None:
+    """The hint a standby acts on: a holder released the account, its lease can be read now."""
+    for account in ("acct-1", "acct-2"):
+        activate_account(clean_firestore, account)
+    directory = FirestoreAccountDirectory(clean_firestore)
+    heard: list[str] = []
+    directory.on_unattended = heard.extend
+    directory.listen()
+    try:
+        wait_until("the listener's first snapshot", lambda: directory.desired() == {"acct-1", "acct-2"}, 30)
+        accounts = clean_firestore.collection(Collections.ACCOUNTS)
+        accounts.document("acct-1").update({"status": "connected"})
+        accounts.document("acct-2").update({"status": "unattended"})
+        wait_until("the hook hearing acct-2", lambda: "acct-2" in heard, 30)
+        assert "acct-1" not in heard
+    finally:
+        directory.stop()

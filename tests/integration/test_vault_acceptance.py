@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -15,6 +15,7 @@ from google.cloud import firestore
 from connector.adapters.disk_sessions import SessionDiskError
 from connector.adapters.firestore_backups import FirestoreBackupStore
 from connector.backup_crypto import Keyring
+from connector.ports import Manifest
 from connector.sessions.whatsmeow import delete_device
 from connector.vault import BackupStatus, EnsureAction
 from tests.vault_support import (
@@ -174,6 +175,7 @@ class TakenOverAfterChunks(FirestoreBackupStore):
 def test_losing_the_lease_before_the_manifest_leaves_no_generation(
     clean_firestore: firestore.Client, root: Path, session: Path
 ) -> None:
+    add_rows(session, JID, 1200, prefix="big")  # two chunks: chunk documents, then the manifest
     store = TakenOverAfterChunks(clean_firestore)
     vault, _ = make_vault(root, store)
     outcome = vault.backup(A, JID, 1, True)
@@ -181,6 +183,29 @@ def test_losing_the_lease_before_the_manifest_leaves_no_generation(
     assert store.manifests(A) == [] and store.orphan_generations(A) == []
     account = clean_firestore.document(f"{Collections.ACCOUNTS}/{A}").get().to_dict() or {}
     assert "backup" not in account
+
+
+class TakenOverWhileSealing(FirestoreBackupStore):
+    """Another connector takes the lease between the read and the commit of a one-chunk backup."""
+
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+        def taken_over(generation: int) -> Manifest:
+            set_lease_epoch(self._db, account, 2)
+            return build(generation)
+
+        return super().commit_next(account, epoch, taken_over)
+
+
+def test_losing_the_lease_during_a_one_chunk_backup_leaves_no_generation(
+    clean_firestore: firestore.Client, root: Path, session: Path
+) -> None:
+    store = TakenOverWhileSealing(clean_firestore)
+    vault, events = make_vault(root, store)
+    outcome = vault.backup(A, JID, 1, True)
+    assert outcome.status is BackupStatus.REFUSED and "older than the current 2" in outcome.reason
+    assert store.manifests(A) == [] and events.events == []
+    account = clean_firestore.document(f"{Collections.ACCOUNTS}/{A}").get().to_dict() or {}
+    assert "backup" not in account and "backup_reserved_generation" not in account
 
 
 def test_enospc_while_restoring_keeps_the_previous_disk_session(

@@ -38,7 +38,7 @@ from connector.account import (
     Wipe,
     WorkerExited,
 )
-from connector.account_machine import step
+from connector.account_machine import RELEASED_REASON, step
 from connector.workers import protocol as wp
 from wa_wire import AccountStatus as S
 from wa_wire import CommandAction, EventType
@@ -316,12 +316,12 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
         [Disarm(Timer.STOP_BOUND), Arm(Timer.BAN_OVER, until=EXPIRY)],
     ),
     (
-        "stopped for release -> forgotten",
+        "stopped for release -> unattended, forgotten",
         at(Phase.STOPPING, after_stop=AfterStop.RELEASE),
         WorkerExited("exit 0"),
         Phase.IDLE,
-        S.CONNECTING,
-        [Disarm(Timer.STOP_BOUND), Stopped()],
+        S.UNATTENDED,
+        [Disarm(Timer.STOP_BOUND), SetStatus(S.UNATTENDED, RELEASED_REASON), Stopped()],
     ),
     (
         "worker did not stop in time -> kill",
@@ -535,7 +535,6 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
         [
             FinishCommand("c7", True, "released"),
             Backup(True, final=True),
-            SetStatus(S.CONNECTED, "stopping"),
             *STOPPING,
         ],
     ),
@@ -546,17 +545,24 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
         StopRequested(),
         Phase.STOPPING,
         S.CONNECTED,
-        [Backup(True, final=True), SetStatus(S.CONNECTED, "stopping"), *STOPPING],
+        [Backup(True, final=True), *STOPPING],
     ),
     (
         "stop while backing off: nothing to stop",
         at(Phase.BACKOFF),
         StopRequested(),
         Phase.IDLE,
-        S.CONNECTING,
-        [SetStatus(S.CONNECTING, "stopping"), Stopped()],
+        S.UNATTENDED,
+        [SetStatus(S.UNATTENDED, RELEASED_REASON), Stopped()],
     ),
-    ("stop when idle", at(Phase.IDLE), StopRequested(), Phase.IDLE, S.CONNECTING, [Stopped()]),
+    (
+        "stop when idle",
+        at(Phase.IDLE),
+        StopRequested(),
+        Phase.IDLE,
+        S.UNATTENDED,
+        [SetStatus(S.UNATTENDED, RELEASED_REASON), Stopped()],
+    ),
 ]
 
 

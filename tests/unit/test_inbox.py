@@ -34,6 +34,7 @@ class FlakyStore(MemoryCommandStore):
         super().__init__(clock)
         self.claim_failures, self.pending_failures = claim_failures, pending_failures
         self.claims = self.listings = 0
+        self.asked: list[list[str]] = []
 
     def claim(self, command_id: str, connector_id: str, epoch: int) -> None:
         self.claims += 1
@@ -44,6 +45,7 @@ class FlakyStore(MemoryCommandStore):
 
     def pending(self, accounts: Sequence[str]) -> list[PendingCommand]:
         self.listings += 1
+        self.asked.append(list(accounts))
         if self.pending_failures:
             self.pending_failures -= 1
             raise gexc.ServiceUnavailable("emulator restarting")
@@ -173,3 +175,23 @@ async def test_a_command_for_an_account_not_held_asks_about_the_account() -> Non
     await rig.until_delivered(2)
     task.cancel()
     assert rig.delivered == ["cmd-held", "cmd-new"] and rig.unheld == ["acct-new"]
+
+
+async def test_leases_taken_together_are_looked_up_in_one_listing_of_just_those_accounts() -> None:
+    """A takeover of many accounts: one listing for the batch, not a full listing per lease."""
+    clock = RoundsClock()
+    rig = Rig(FlakyStore(clock), clock)
+    rig.held["acct-old"] = 1
+    task = await running(rig)
+    cid = add_command(rig.store, clock, "cmd-1", account="acct-7")
+    await asyncio.sleep(0.01)
+    assert rig.delivered == [] and rig.store.listings == 0
+    for n in range(10):
+        rig.held[f"acct-{n}"] = 1
+        rig.store.lease_epochs[f"acct-{n}"] = 1
+        rig.inbox.acquired(f"acct-{n}")
+    rig.inbox.acquired("acct-gone")  # acquired, then lost again before the listing
+    await rig.until_delivered(1)
+    task.cancel()
+    assert rig.delivered == [cid]
+    assert rig.store.asked == [[f"acct-{n}" for n in range(10)]]

@@ -168,6 +168,24 @@ async def test_a_release_hands_over_at_once(clock: FakeClock, store: MemoryLease
     assert not await a.elector.release("acct")  # nothing left to release
 
 
+async def test_a_hint_that_a_lease_was_released_reads_it_before_the_next_poll(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a, b = Host("conn-a", store, clock), Host("conn-b", store, clock)
+    a.elector.set_claims({"acct": 0.0, "other": 0.0})
+    await run(clock, [a], 1.0)
+    b.elector.set_claims({"acct": 0.0, "elsewhere": 0.0})
+    await run(clock, [a, b], 0.5)  # b has read acct (held by a) and waits for its next poll
+    assert await a.elector.release("acct")
+    b.path.calls.clear()
+    assert b.elector.held() == {"elsewhere": 1}
+    b.elector.look(["acct", "other", "elsewhere"])  # not b's to take, or held already: not read
+    await b.step()
+    assert b.path.calls == [("get_many", ("acct",))]
+    await b.step()  # no clock moved: taken on the hint, not at the poll
+    assert b.elector.held() == {"acct": 2, "elsewhere": 1}
+
+
 async def test_release_all_on_shutdown(clock: FakeClock, store: MemoryLeaseStore) -> None:
     a = Host("conn-a", store, clock)
     a.elector.set_claims({f"acct-{i}": 0.0 for i in range(3)})

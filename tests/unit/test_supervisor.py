@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ FAST = SupervisorConfig(
 
 
 class Rig:
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, config: SupervisorConfig = FAST) -> None:
         self.vault = FakeVault()
         self.status = FakeStatus()
         self.events = MemoryEventSink()
@@ -134,7 +135,7 @@ class Rig:
             events=self.events,
             commands=self.commands,
             clock=SystemClock(),
-            config=FAST,
+            config=config,
         )
 
     @property
@@ -235,10 +236,39 @@ async def test_release_takes_a_final_backup_and_stops_the_worker(rig: Rig) -> No
     rig.sup.hold("acct", epoch=1)
     await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
     before = len(rig.vault.backups)
-    await rig.sup.release("acct", within_s=5)
+    assert await rig.sup.release("acct", within_s=5)
     assert len(rig.vault.backups) == before + 1
     assert not rig.w.alive("acct")
     assert rig.sup.held() == []
+    assert rig.status.last() is AccountStatus.UNATTENDED, "released: nobody drives it until the next holder"
+
+
+async def test_a_final_backup_does_not_wait_for_a_periodic_one_still_waiting_for_its_slot(
+    tmp_path: Path,
+) -> None:
+    """At SIGTERM every account's periodic backup may be queued for the few periodic slots;
+    the final backup covers it and has slots of its own, so the queued one is dropped."""
+    rig = Rig(tmp_path, replace(FAST, max_parallel_backups=1))
+    gate = threading.Event()
+    real_backup = rig.vault.backup
+
+    def backup(account: str, jid: str, epoch: int, while_connected: bool) -> None:
+        if account == "busy":
+            gate.wait(30)  # holds the only periodic slot
+        real_backup(account, jid, epoch, while_connected)
+
+    rig.vault.backup = backup  # type: ignore[method-assign]
+    rig.sup.hold("busy", epoch=1)
+    await until(lambda: rig.sup.views["busy"].state.phase is a.Phase.CONNECTED)
+    await until(lambda: "busy" in rig.sup._uploading)
+    rig.sup.hold("acct", epoch=1)
+    await until(lambda: rig.sup.views["acct"].state.phase is a.Phase.CONNECTED)
+    await until(lambda: "acct" in rig.sup._backup_tasks)  # its periodic backup waits for the slot
+    assert await rig.sup.release("acct", within_s=5)
+    assert rig.vault.backups == [("acct", True)]  # the final one, while "busy" still holds the slot
+    gate.set()
+    await rig.sup.shutdown(within_s=5)
+    assert rig.vault.backups.count(("acct", True)) == 1
 
 
 async def test_a_worker_keeps_its_hold_while_its_final_backup_runs(rig: Rig) -> None:

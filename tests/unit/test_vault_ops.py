@@ -6,7 +6,7 @@ import errno
 import shutil
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,12 +16,14 @@ from connector.adapters.disk_sessions import DiskState, SessionDiskError
 from connector.adapters.memory_backups import MemoryBackupStore
 from connector.backup_crypto import Keyring
 from connector.errors import KeeperError
+from connector.ports import Manifest
 from connector.sessions.whatsmeow import delete_device
 from connector.vault import BackupStatus, EnsureAction, SessionVault, WipeNotConfirmedError
 from tests.vault_support import (
     CONNECTOR,
     JID,
     OTHER_JID,
+    add_rows,
     change_one_row,
     event_types,
     make_session,
@@ -141,11 +143,75 @@ class TakenOverMidway(MemoryBackupStore):
 def test_losing_the_lease_during_a_backup_leaves_no_generation_and_no_chunks(
     root: Path, session: Path
 ) -> None:
+    add_rows(
+        session, JID, 1200, prefix="big"
+    )  # ~1.2 MB of random rows: two chunks, written before the manifest
     store = TakenOverMidway()
     vault, _ = make_vault(root, store)
     outcome = vault.backup(A, JID, 1, True)
     assert outcome.status is BackupStatus.REFUSED
     assert store.manifests(A) == [] and store.orphan_generations(A) == []
+
+
+class CountingStore(MemoryBackupStore):
+    """Which store calls a backup makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+        self.calls.append("commit_next")
+        return super().commit_next(account, epoch, build)
+
+    def reserve_generation(self, account: str, epoch: int) -> int:
+        self.calls.append("reserve_generation")
+        return super().reserve_generation(account, epoch)
+
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
+        self.calls.append("write_chunks")
+        super().write_chunks(account, generation, chunks, start)
+
+    def commit(self, manifest: Manifest) -> None:
+        self.calls.append("commit")
+        super().commit(manifest)
+
+    def orphan_generations(self, account: str) -> list[int]:
+        self.calls.append("orphan_generations")
+        return super().orphan_generations(account)
+
+
+def test_a_one_chunk_session_is_one_store_write_with_orphans_looked_for_once_per_epoch(
+    root: Path, session: Path
+) -> None:
+    store = CountingStore()
+    vault, _ = make_vault(root, store)
+    assert vault.backup(A, JID, 1, True).status is BackupStatus.WRITTEN
+    assert store.calls == ["commit_next", "orphan_generations"]
+    store.calls.clear()
+    change_one_row(session)
+    assert vault.backup(A, JID, 1, True).generation == 2
+    assert store.calls == ["commit_next"]
+    store.calls.clear()
+    change_one_row(session)
+    store.set_lease_epoch(A, 2)
+    assert vault.backup(A, JID, 2, True).generation == 3  # a new lease: another writer may have died
+    assert store.calls == ["commit_next", "orphan_generations"]
+    restored = store.manifest(A, 3)
+    assert restored is not None and restored.chunk_count == 1 and restored.head is not None
+
+
+def test_a_session_bigger_than_a_chunk_writes_its_chunks_before_the_manifest(
+    root: Path, session: Path
+) -> None:
+    add_rows(session, JID, 1200, prefix="big")
+    store = CountingStore()
+    vault, _ = make_vault(root, store)
+    outcome = vault.backup(A, JID, 1, True)
+    assert (outcome.status, outcome.generation) == (BackupStatus.WRITTEN, 1)
+    assert store.calls == ["reserve_generation", "write_chunks", "commit", "orphan_generations"]
+    shutil.rmtree(root / A)
+    assert vault.ensure_session(A, JID, 1).action is EnsureAction.RESTORED
 
 
 def test_orphan_chunks_are_ignored_then_cleaned(root: Path, store: MemoryBackupStore, session: Path) -> None:
@@ -154,9 +220,36 @@ def test_orphan_chunks_are_ignored_then_cleaned(root: Path, store: MemoryBackupS
     orphan = store.reserve_generation(A, 1)
     store.write_chunks(A, orphan, [b"a writer died here"])
     shutil.rmtree(root / A)
-    assert vault.ensure_session(A, JID, 1).generation == 1
+    store.set_lease_epoch(A, 2)  # the next holder
+    assert vault.ensure_session(A, JID, 2).generation == 1
     change_one_row(session)
-    assert vault.backup(A, JID, 1, True).generation == orphan + 1
+    assert vault.backup(A, JID, 2, True).generation == orphan + 1
+    assert store.orphan_generations(A) == []
+
+
+class FailsOnceAfterChunks(MemoryBackupStore):
+    """The manifest commit fails once (a network error) after the chunks are written."""
+
+    failed = False
+
+    def commit(self, manifest: Manifest) -> None:
+        if not self.failed:
+            self.failed = True
+            raise OSError("connection reset")
+        super().commit(manifest)
+
+
+def test_chunks_left_by_a_failed_upload_are_cleaned_by_the_next_backup(root: Path, session: Path) -> None:
+    store = FailsOnceAfterChunks()
+    vault, _ = make_vault(root, store)
+    change_one_row(session)
+    assert vault.backup(A, JID, 1, True).generation == 1  # orphans looked for: this epoch is done
+    add_rows(session, JID, 1200, prefix="big")
+    with pytest.raises(OSError, match="connection reset"):
+        vault.backup(A, JID, 1, True)
+    assert store.orphan_generations(A) == [2]
+    change_one_row(session)
+    assert vault.backup(A, JID, 1, True).generation == 3
     assert store.orphan_generations(A) == []
 
 
