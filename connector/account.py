@@ -119,7 +119,8 @@ class DiskUnhealthy:
 
 @dataclass(frozen=True)
 class StopRequested:
-    """Shutdown or release: final backup when connected, then stop the worker."""
+    """Shutdown or release: stop the worker, then a final backup when it was connected (the
+    session's last state, nothing written after it), then status `unattended`."""
 
     final_backup: bool = True
 
@@ -270,6 +271,7 @@ class AccountState:
     deferred: tuple[CommandReceived, ...] = ()  # commands that arrived while busy
     after_stop: AfterStop = AfterStop.RELEASE
     status: AccountStatus = AccountStatus.CONNECTING
+    final_backup: bool = False  # a release of a connected account: back up once the worker is gone
 
 
 Result = tuple[AccountState, list[Action]]

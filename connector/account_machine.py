@@ -244,8 +244,14 @@ def _worker_gone(state: AccountState) -> Result:
 def _after_stop(state: AccountState, actions: list[Action]) -> Result:
     match state.after_stop:
         case AfterStop.RELEASE:
+            backup: list[Action] = [Backup(while_connected=True, final=True)] if state.final_backup else []
             state, status = _status(state, S.UNATTENDED, RELEASED_REASON)
-            return replace(state, phase=Phase.IDLE), [*actions, status, Stopped()]
+            return replace(state, phase=Phase.IDLE, final_backup=False), [
+                *actions,
+                *backup,
+                status,
+                Stopped(),
+            ]
         case AfterStop.RESTART:
             attempt = state.attempt + 1
             return replace(state, phase=Phase.BACKOFF, attempt=attempt), [
@@ -355,14 +361,13 @@ def _command(state: AccountState, command: CommandReceived, config: Config) -> R
             SendOrder("logout"),
             Arm(Timer.STOP_BOUND, seconds=config.stop_bound_s),
         ]
-    # release: hand the account over (final backup when connected, then stop)
+    # release: hand the account over (stop, then a final backup when it was connected)
     state, actions = _stop_requested(state, True, config)
     return state, [FinishCommand(cid, True, "released"), *actions]
 
 
 def _stop_requested(state: AccountState, final_backup: bool, config: Config) -> Result:
-    backup: list[Action] = (
-        [Backup(while_connected=True, final=True)] if final_backup and state.phase is Phase.CONNECTED else []
-    )
-    state, actions = _stop(state, AfterStop.RELEASE, None, "", config)
-    return state, [*backup, *actions]
+    """Stop first, back up after: a backup taken while the worker still runs would miss what
+    the session writes before the socket closes, and the next holder restores this one."""
+    state = replace(state, final_backup=final_backup and state.phase is Phase.CONNECTED)
+    return _stop(state, AfterStop.RELEASE, None, "", config)

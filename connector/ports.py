@@ -130,6 +130,16 @@ class Manifest:
     (`manifest`, `newest_good`); None in listings, which leave the bytes out."""
 
 
+@dataclass(frozen=True)
+class NextCommit:
+    """What `BackupStore.commit_next` committed, and whether a number reserved before it
+    has no newest manifest (`gap`): a writer may have died between its chunks and its
+    manifest, so orphan chunks are worth looking for."""
+
+    manifest: Manifest
+    gap: bool
+
+
 def check_next_manifest(manifest: Manifest, account: str, generation: int, epoch: int) -> Manifest:
     """What `BackupStore.commit_next` requires of the manifest `build` returns."""
     if (manifest.account_id, manifest.generation, manifest.lease_epoch) != (account, generation, epoch):
@@ -154,9 +164,9 @@ class BackupStore(Protocol):
         """A new generation number, never handed out before for this account."""
         ...
 
-    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> NextCommit:
         """Reserve the next generation and commit `build(generation)`, a one-chunk manifest
-        (chunk 0 in `head`), in one fenced write; returns what was committed.
+        (chunk 0 in `head`), in one fenced write.
 
         The short path of a backup that fits one chunk: no chunk documents, so no
         separate reservation is needed before them. `build` may be called again

@@ -100,8 +100,6 @@ class SessionVault:
         self._volume_id: str | None = None
         self._newest: dict[str, tuple[int, Manifest | None]] = {}
         """Newest manifest per account, trusted while the lease epoch is the same."""
-        self._orphans_checked: dict[str, int] = {}
-        """The lease epoch at which each account's orphan chunks were last looked for."""
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
@@ -164,7 +162,9 @@ class SessionVault:
                         taken_at=newest.created_at,
                         good=newest.good or taken_while_connected,
                     )
-                manifest, uploaded = self._upload(account, epoch, snap, taken_while_connected)
+                manifest, uploaded, orphans_possible = self._upload(
+                    account, epoch, snap, taken_while_connected
+                )
             except StaleEpochError as exc:
                 self._newest.pop(account, None)
                 return BackupOutcome(BackupStatus.REFUSED, reason=f"stale lease epoch: {exc}")
@@ -177,9 +177,8 @@ class SessionVault:
                 f"{snap.size} bytes in {manifest.chunk_count} chunks, key {manifest.key_id}",
                 generation,
             )
-            if manifest.chunk_count > 1 or self._orphans_checked.get(account) != epoch:
+            if orphans_possible:
                 self._clean_orphans(account, below=generation)
-                self._orphans_checked[account] = epoch
             return BackupOutcome(
                 BackupStatus.WRITTEN,
                 generation,
@@ -190,10 +189,11 @@ class SessionVault:
 
     def _upload(
         self, account: str, epoch: int, snap: Snapshot, taken_while_connected: bool
-    ) -> tuple[Manifest, int]:
-        """Seal and store one generation. A session that compresses into one chunk goes in one
-        fenced write (`commit_next`); a bigger one reserves a number, writes its chunks, then
-        commits the manifest (a writer dying in between leaves orphan chunks, never a generation)."""
+    ) -> tuple[Manifest, int, bool]:
+        """Seal and store one generation; returns it, the bytes uploaded and whether orphan chunks
+        are worth looking for. A session that compresses into one chunk goes in one fenced
+        write (`commit_next`); a bigger one reserves a number, writes its chunks, then commits
+        the manifest (a writer dying in between leaves orphan chunks, never a generation)."""
         compressed = compress(snap.data)
 
         def build(generation: int, sealed: Sealed | None = None) -> Manifest:
@@ -219,7 +219,7 @@ class SessionVault:
 
         if chunk_count(compressed) == 1:
             committed = self.store.commit_next(account, epoch, build)
-            return committed, len(committed.head or b"")
+            return committed.manifest, len(committed.manifest.head or b""), committed.gap
         generation = self.store.reserve_generation(account, epoch)
         sealed = self.keys.seal_compressed(compressed, account=account, generation=generation)
         manifest = build(generation, sealed)
@@ -230,15 +230,12 @@ class SessionVault:
         except StaleEpochError:
             self.store.delete_generation(account, generation)
             raise
-        except Exception:
-            self._orphans_checked.pop(account, None)  # chunks may be left: the next backup looks
-            raise
-        return manifest, sum(len(chunk) for chunk in sealed.chunks)
+        return manifest, sum(len(chunk) for chunk in sealed.chunks), True
 
     def _clean_orphans(self, account: str, below: int) -> None:
         """Chunks of writers that died before their manifest: never a generation, so delete them.
-        Checked after each backup with chunk documents and once per lease epoch (a writer that
-        died left its orphans before we took the lease)."""
+        Looked for after each backup with chunk documents, and after a one-chunk backup when a
+        number reserved before it has no manifest (NextCommit.gap)."""
         for orphan in self.store.orphan_generations(account):
             if orphan < below:
                 log.info("deleting orphan chunks of %s generation %d", account, orphan)

@@ -37,7 +37,7 @@ from connector.adapters.firestore_cas import (
     read_together,
 )
 from connector.errors import KeeperError
-from connector.ports import Manifest, StaleEpochError, check_next_manifest
+from connector.ports import Manifest, NextCommit, StaleEpochError, check_next_manifest
 from wa_wire.names import Collections, SubCollections
 
 log = logging.getLogger(__name__)
@@ -177,23 +177,25 @@ class FirestoreBackupStore:
         generation, _ = optimistic(self._db, reserve)
         return generation
 
-    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> NextCommit:
         """Two round trips: read the lease and the account together, then one batch that bumps
         the reserved number, creates the manifest, points the summary at it and checks the lease."""
         account_ref = self._account(account)
 
-        def write(batch: firestore.WriteBatch) -> Manifest:
+        def write(batch: firestore.WriteBatch) -> NextCommit:
             lease, snap = read_together(self._db, [lease_ref(self._db, account), account_ref])
             self._fence(batch, account, epoch, lease)
             data = (snap.to_dict() or {}) if snap.exists else {}
             last = data.get(RESERVED_FIELD, 0)
-            generation = (last if isinstance(last, int) and not isinstance(last, bool) else 0) + 1
+            last = last if isinstance(last, int) and not isinstance(last, bool) else 0
+            generation = last + 1
             manifest = check_next_manifest(build(generation), account, generation, epoch)
             batch.create(self._manifest(account, generation), manifest_fields(manifest))
             fields: dict[str, Any] = {RESERVED_FIELD: generation}
             summary = data.get(SUMMARY_FIELD)
             newest = summary.get("generation", 0) if isinstance(summary, dict) else 0
-            if not isinstance(newest, int) or newest < generation:
+            newest = newest if isinstance(newest, int) and not isinstance(newest, bool) else 0
+            if newest < generation:
                 fields[SUMMARY_FIELD] = summary_fields(manifest)
             if snap.exists:
                 batch.update(account_ref, fields, option=guard(self._db, snap))
@@ -201,7 +203,7 @@ class FirestoreBackupStore:
                 batch.create(account_ref, fields)
             self.stats.add(reads=1, writes=2)
             self.stats.add(bytes_written=len(manifest.wrapped_key) + len(manifest.head or b""))
-            return manifest
+            return NextCommit(manifest, gap=last > newest)
 
         committed, _ = optimistic(self._db, write)
         return committed

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from connector.errors import KeeperError
-from connector.ports import Manifest, StaleEpochError, check_next_manifest
+from connector.ports import Manifest, NextCommit, StaleEpochError, check_next_manifest
 
 
 class MemoryBackupStore:
@@ -61,15 +61,18 @@ class MemoryBackupStore:
             self._reserved[account] = generation
             return generation
 
-    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> NextCommit:
         with self._lock:
             self._check_epoch(account, epoch)
-            generation = self._reserved.get(account, 0) + 1
+            reserved = self._reserved.get(account, 0)
+            summary = self.summaries.get(account)
+            newest = int(str(summary["generation"])) if summary is not None else 0
+            generation = reserved + 1
             manifest = check_next_manifest(build(generation), account, generation, epoch)
             self._reserved[account] = generation
             self._manifests[(account, generation)] = manifest
             self._set_summary(manifest)
-            return manifest
+            return NextCommit(manifest, gap=reserved > newest)
 
     def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
         with self._lock:

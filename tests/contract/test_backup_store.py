@@ -243,14 +243,18 @@ def test_commit_next_numbers_after_every_reservation_and_points_the_summary(rig:
         return one_chunk(generation)
 
     committed = rig.store.commit_next("acct-a", 1, build)
-    assert (asked, committed.generation) == ([2], 2)
+    assert (asked, committed.manifest.generation) == ([2], 2)
+    assert committed.gap, "number 1 was reserved and has no manifest: maybe orphan chunks"
     stored = rig.store.manifest("acct-a", 2)
     assert stored is not None and stored.head == b"chunk 2"
     assert rig.store.read_chunks("acct-a", 2, 1) == [b"chunk 2"]
     assert (rig.summary("acct-a") or {})["generation"] == 2
-    assert rig.store.commit_next("acct-a", 1, one_chunk).generation == 3
-    assert rig.store.reserve_generation("acct-a", 1) == 4
-    assert rig.store.commit_next("acct-b", 1, lambda g: one_chunk(g, account="acct-b")).generation == 1
+    assert (rig.store.commit_next("acct-a", 1, one_chunk).manifest.generation, committed.gap) == (3, True)
+    assert not rig.store.commit_next("acct-a", 1, one_chunk).gap
+    assert rig.store.reserve_generation("acct-a", 1) == 5  # a writer that dies before its manifest
+    assert rig.store.commit_next("acct-a", 1, one_chunk).gap
+    other = rig.store.commit_next("acct-b", 1, lambda g: one_chunk(g, account="acct-b"))
+    assert (other.manifest.generation, other.gap) == (1, False)
 
 
 def test_commit_next_is_fenced_and_a_refusal_uses_no_number(rig: Rig) -> None:
@@ -258,7 +262,7 @@ def test_commit_next_is_fenced_and_a_refusal_uses_no_number(rig: Rig) -> None:
     with pytest.raises(StaleEpochError, match="epoch 4 is older than the current 5"):
         rig.store.commit_next("acct-a", 4, lambda g: one_chunk(g, epoch=4))
     assert rig.store.manifests("acct-a") == [] and rig.summary("acct-a") is None
-    assert rig.store.commit_next("acct-a", 5, lambda g: one_chunk(g, epoch=5)).generation == 1
+    assert rig.store.commit_next("acct-a", 5, lambda g: one_chunk(g, epoch=5)).manifest.generation == 1
 
 
 @pytest.mark.parametrize(
@@ -277,7 +281,7 @@ def test_commit_next_refuses_a_manifest_it_did_not_ask_for(
     with pytest.raises(KeeperError, match=message):
         rig.store.commit_next("acct-a", 1, built)
     assert rig.store.manifests("acct-a") == [] and rig.summary("acct-a") is None
-    assert rig.store.commit_next("acct-a", 1, one_chunk).generation == 1
+    assert rig.store.commit_next("acct-a", 1, one_chunk).manifest.generation == 1
 
 
 def test_firestore_commit_next_builds_again_after_a_concurrent_write(
@@ -295,7 +299,7 @@ def test_firestore_commit_next_builds_again_after_a_concurrent_write(
             account.update({"status": "connected"})
         return one_chunk(generation)
 
-    assert store.commit_next("acct-a", 1, build).generation == 1
+    assert store.commit_next("acct-a", 1, build).manifest.generation == 1
     assert asked == [1, 1]
     data = account.get().to_dict() or {}
     assert (data["status"], data["backup"]["generation"], data["backup_reserved_generation"]) == (

@@ -15,7 +15,7 @@ from google.cloud import firestore
 from connector.adapters.disk_sessions import SessionDiskError
 from connector.adapters.firestore_backups import FirestoreBackupStore
 from connector.backup_crypto import Keyring
-from connector.ports import Manifest
+from connector.ports import Manifest, NextCommit
 from connector.sessions.whatsmeow import delete_device
 from connector.vault import BackupStatus, EnsureAction
 from tests.vault_support import (
@@ -188,7 +188,7 @@ def test_losing_the_lease_before_the_manifest_leaves_no_generation(
 class TakenOverWhileSealing(FirestoreBackupStore):
     """Another connector takes the lease between the read and the commit of a one-chunk backup."""
 
-    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> NextCommit:
         def taken_over(generation: int) -> Manifest:
             set_lease_epoch(self._db, account, 2)
             return build(generation)

@@ -527,25 +527,34 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
         [FinishCommand("c6", False, "busy (ensuring) with commands queued; try again")],
     ),
     (
-        "release while connected: final backup, then stop",
+        "release while connected: stop (the final backup follows the stop)",
         at(Phase.CONNECTED, status=S.CONNECTED),
         CommandReceived("c7", CommandAction.RELEASE),
         Phase.STOPPING,
         S.CONNECTED,
-        [
-            FinishCommand("c7", True, "released"),
-            Backup(True, final=True),
-            *STOPPING,
-        ],
+        [FinishCommand("c7", True, "released"), *STOPPING],
     ),
     # --- shutdown
     (
-        "stop while connected: final backup first",
+        "stop while connected: the worker first",
         at(Phase.CONNECTED, status=S.CONNECTED),
         StopRequested(),
         Phase.STOPPING,
         S.CONNECTED,
-        [Backup(True, final=True), *STOPPING],
+        STOPPING,
+    ),
+    (
+        "stopped after a connected release: final backup of its last state, unattended, forgotten",
+        at(Phase.STOPPING, status=S.CONNECTED, after_stop=AfterStop.RELEASE, final_backup=True),
+        WorkerExited("exit 0"),
+        Phase.IDLE,
+        S.UNATTENDED,
+        [
+            Disarm(Timer.STOP_BOUND),
+            Backup(True, final=True),
+            SetStatus(S.UNATTENDED, RELEASED_REASON),
+            Stopped(),
+        ],
     ),
     (
         "stop while backing off: nothing to stop",

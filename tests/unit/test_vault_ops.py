@@ -16,7 +16,7 @@ from connector.adapters.disk_sessions import DiskState, SessionDiskError
 from connector.adapters.memory_backups import MemoryBackupStore
 from connector.backup_crypto import Keyring
 from connector.errors import KeeperError
-from connector.ports import Manifest
+from connector.ports import Manifest, NextCommit
 from connector.sessions.whatsmeow import delete_device
 from connector.vault import BackupStatus, EnsureAction, SessionVault, WipeNotConfirmedError
 from tests.vault_support import (
@@ -160,7 +160,7 @@ class CountingStore(MemoryBackupStore):
         super().__init__()
         self.calls: list[str] = []
 
-    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> Manifest:
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> NextCommit:
         self.calls.append("commit_next")
         return super().commit_next(account, epoch, build)
 
@@ -181,23 +181,25 @@ class CountingStore(MemoryBackupStore):
         return super().orphan_generations(account)
 
 
-def test_a_one_chunk_session_is_one_store_write_with_orphans_looked_for_once_per_epoch(
+def test_a_one_chunk_session_is_one_store_write_and_orphans_are_looked_for_after_a_gap(
     root: Path, session: Path
 ) -> None:
     store = CountingStore()
     vault, _ = make_vault(root, store)
     assert vault.backup(A, JID, 1, True).status is BackupStatus.WRITTEN
-    assert store.calls == ["commit_next", "orphan_generations"]
-    store.calls.clear()
     change_one_row(session)
     assert vault.backup(A, JID, 1, True).generation == 2
-    assert store.calls == ["commit_next"]
+    assert store.calls == ["commit_next", "commit_next"]
     store.calls.clear()
+    dead = store.reserve_generation(A, 1)  # another writer reserved, wrote chunks, and died
+    store.write_chunks(A, dead, [b"orphan"])
     change_one_row(session)
     store.set_lease_epoch(A, 2)
-    assert vault.backup(A, JID, 2, True).generation == 3  # a new lease: another writer may have died
+    store.calls.clear()
+    assert vault.backup(A, JID, 2, True).generation == 4
     assert store.calls == ["commit_next", "orphan_generations"]
-    restored = store.manifest(A, 3)
+    assert store.orphan_generations(A) == []
+    restored = store.manifest(A, 4)
     assert restored is not None and restored.chunk_count == 1 and restored.head is not None
 
 
