@@ -100,6 +100,8 @@ class SessionVault:
         self._volume_id: str | None = None
         self._newest: dict[str, tuple[int, Manifest | None]] = {}
         """Newest manifest per account, trusted while the lease epoch is the same."""
+        self._known_good: dict[str, int] = {}
+        """Per account, a generation known to be marked good (restored as good, or marked here)."""
         self._locks: dict[str, threading.RLock] = {}
         self._locks_guard = threading.Lock()
 
@@ -292,6 +294,8 @@ class SessionVault:
                 except SessionDiskError as exc:
                     self._emit(EventType.RESTORE_FAILED, account, epoch, str(exc), manifest.generation)
                     raise
+                if manifest.good:
+                    self._known_good[account] = manifest.generation
                 detail = f"generation {manifest.generation} ({manifest.size} bytes, jid {manifest.jid})"
                 detail += f"; the replaced file is kept as {aside.name}" if aside is not None else ""
                 self._emit(EventType.RESTORED, account, epoch, detail, manifest.generation)
@@ -341,8 +345,14 @@ class SessionVault:
     # -- management ------------------------------------------------------------------------
 
     def mark_good(self, account: str, generation: int) -> bool:
+        """Set `good` on a generation (it carried a connection); no store call when it is the
+        good generation this vault restored or marked last (every connect after a restore)."""
         with self._lock(account):
+            if self._known_good.get(account) == generation:
+                return True
             marked = self.store.mark_good(account, generation)
+            if marked:
+                self._known_good[account] = generation
             cached = self._newest.get(account)
             if marked and cached is not None and cached[1] is not None and cached[1].generation == generation:
                 self._newest[account] = (cached[0], dataclasses.replace(cached[1], good=True))
@@ -356,6 +366,7 @@ class SessionVault:
             deleted = self.store.wipe(account, epoch)
             shutil.rmtree(self.disk.folder(account), ignore_errors=True)
             self._newest.pop(account, None)
+            self._known_good.pop(account, None)
             self._emit(
                 EventType.WIPED, account, epoch, f"disk session and {deleted} backup generations deleted"
             )

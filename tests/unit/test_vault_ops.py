@@ -180,6 +180,29 @@ class CountingStore(MemoryBackupStore):
         self.calls.append("orphan_generations")
         return super().orphan_generations(account)
 
+    def mark_good(self, account: str, generation: int) -> bool:
+        self.calls.append(f"mark_good {generation}")
+        return super().mark_good(account, generation)
+
+
+def test_marking_the_good_generation_just_restored_costs_no_store_call(root: Path, session: Path) -> None:
+    """Every connect after a restore marks the generation in use good; a takeover of hundreds
+    of accounts should not pay a Firestore round trip each for what the restore already knew."""
+    store = CountingStore()
+    vault, _ = make_vault(root, store)
+    assert vault.backup(A, JID, 1, False).generation == 1  # not taken while connected: not good
+    shutil.rmtree(root / A)
+    assert vault.restore(A, 1, generation=1).ok
+    store.calls.clear()
+    assert vault.mark_good(A, 1)
+    assert store.calls == ["mark_good 1"]
+    shutil.rmtree(root / A)
+    taker, _ = make_vault(root, store)  # another host's vault takes the account over
+    assert taker.ensure_session(A, JID, 2).generation == 1  # the newest good one, now
+    store.calls.clear()
+    assert taker.mark_good(A, 1)
+    assert store.calls == []
+
 
 def test_a_one_chunk_session_is_one_store_write_and_orphans_are_looked_for_after_a_gap(
     root: Path, session: Path
