@@ -54,10 +54,10 @@ stopping the worker before the final backup; 2 vCPU, quiet machine (load 2-5):
   accounts  kill -9: p50 / max (over 20 s)   SIGTERM: old host exited / logged in again p50 / max
   20        11.8 / 11.8 s (0)                0.92 s / 0.97 / 2.13 s
   50        12.7 / 13.2 s (0)                1.13 s / 1.69 / 2.31 s
-  200       13.6-14.4 / 15.3-16.8 s (0)      5.1-6.8 s / 5.8-8.1 / 7.4-11.0 s (6 runs)
+  200       12.5-13.8 / 15.3-16.4 s (0)      5.1-6.5 s / 5.8-6.9 / 7.4-9.3 s (4 runs)
   (before, same machine quiet: kill -9 18.3 / 26.0 s, 85 over 20 s; SIGTERM 22.4 s / 24.0 / 37.9 s)
 At 200 accounts the old host's handoff log says: workers all stopped within 0.4 s,
-final backups (42-96 of 200 changed since their last backup) done by 2.7-6.5 s, then
+final backups (42-75 of 200 changed since their last backup) done by 2.7-3.9 s, then
 the unattended status write and the lease release. The Firestore emulator commits
 about 400 fenced two-round-trip writes per second on this machine when alone; a
 handoff of 200 accounts is ~1,600 round trips on both hosts together (final backup,
