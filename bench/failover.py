@@ -57,7 +57,7 @@ stopping the worker before the final backup; 2 vCPU, quiet machine (load 2-5):
   200       12.5-13.8 / 15.3-16.4 s (0)      5.1-6.5 s / 5.8-6.9 / 7.4-9.3 s (4 runs)
   (before, same machine quiet: kill -9 18.3 / 26.0 s, 85 over 20 s; SIGTERM 22.4 s / 24.0 / 37.9 s)
 At 200 accounts the old host's handoff log says: workers all stopped within 0.4 s,
-final backups (42-75 of 200 changed since their last backup) done by 2.7-3.9 s, then
+final backups (42-75 of 200 changed since their last backup) done by 2.7-4.0 s, then
 the unattended status write and the lease release. The Firestore emulator commits
 about 400 fenced two-round-trip writes per second on this machine when alone; a
 handoff of 200 accounts is ~1,600 round trips on both hosts together (final backup,
