@@ -4,10 +4,13 @@ Sync code: the supervisor calls it through `asyncio.to_thread`. Operations on
 one account are serialised by a per-account lock; the account's worker must not
 be running during `restore`/`ensure_session` (the supervisor's job).
 
-Restore order (DESIGN.md): disk session present and healthy -> use it; missing,
-corrupt, logged out (no device row: whatsmeow deletes it itself on a 401) or
-for another jid -> restore the newest good generation, falling back generation
-by generation; no generation -> `session_missing`.
+Restore order (DESIGN.md): disk session present and healthy -> use it, unless a
+good generation was written under a later lease than the one the copy was last
+driven under (another host drove the account since: `disk_is_behind`); missing,
+corrupt, logged out (no device row: whatsmeow deletes it itself on a 401), for
+another jid or behind -> restore the newest good generation, falling back
+generation by generation; no generation -> `session_missing` (a copy that is only
+behind is still used then: an old session beats a new QR scan).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from connector.vault_decisions import (
     EnsureAction,
     EnsureOutcome,
     RestoreOutcome,
+    disk_is_behind,
     disk_is_usable,
     is_unchanged,
     restore_candidates,
@@ -64,6 +68,7 @@ __all__ = [
     "RestoreOutcome",
     "SessionVault",
     "WipeNotConfirmedError",
+    "disk_is_behind",
     "disk_is_usable",
     "is_unchanged",
     "restore_candidates",
@@ -74,6 +79,13 @@ log = logging.getLogger(__name__)
 
 class WipeNotConfirmedError(KeeperError):
     """`wipe` needs the account id repeated as its confirmation."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Read:
+    """A lookup already made (its answer may be None)."""
+
+    manifest: Manifest | None
 
 
 # -- the vault ------------------------------------------------------------------------------
@@ -269,9 +281,15 @@ class SessionVault:
         return data
 
     def restore(
-        self, account: str, epoch: int, generation: int | None = None, expected_jid: str | None = None
+        self,
+        account: str,
+        epoch: int,
+        generation: int | None = None,
+        expected_jid: str | None = None,
+        newest_good: _Read | None = None,
     ) -> RestoreOutcome:
-        """Install the asked-for generation, or the newest good one with fallback.
+        """Install the asked-for generation, or the newest good one with fallback
+        (`newest_good`: that one, when the caller has read it already).
 
         A generation that fails (missing chunk, bad tag, wrong sha256, integrity,
         wrong jid) gives a `restore_failed` event and the next one is tried; a disk
@@ -281,7 +299,7 @@ class SessionVault:
             self.disk.clear_leftovers(account)
             failures: list[tuple[int, str]] = []
             tried = 0
-            for manifest in self._candidates(account, generation):
+            for manifest in self._candidates(account, generation, newest_good):
                 tried += 1
                 try:
                     data = self._fetch(manifest, expected_jid)
@@ -296,6 +314,7 @@ class SessionVault:
                     raise
                 if manifest.good:
                     self._known_good[account] = manifest.generation
+                self._mark_driven(account, epoch)
                 detail = f"generation {manifest.generation} ({manifest.size} bytes, jid {manifest.jid})"
                 detail += f"; the replaced file is kept as {aside.name}" if aside is not None else ""
                 self._emit(EventType.RESTORED, account, epoch, detail, manifest.generation)
@@ -307,7 +326,9 @@ class SessionVault:
                 return RestoreOutcome(ok=False, generation=None, detail=detail)
             return RestoreOutcome(False, None, tuple(failures), f"all {len(failures)} generations failed")
 
-    def _candidates(self, account: str, generation: int | None) -> Iterator[Manifest]:
+    def _candidates(
+        self, account: str, generation: int | None, newest_good: _Read | None = None
+    ) -> Iterator[Manifest]:
         """The restore order, read lazily: the asked-for or newest good generation is one
         document read; the full listing is read only when that one fails."""
         if generation is not None:
@@ -315,7 +336,7 @@ class SessionVault:
             if asked is not None:
                 yield asked
             return
-        first = self.store.newest_good(account)
+        first = self.store.newest_good(account) if newest_good is None else newest_good.manifest
         if first is not None:
             yield first
         for manifest in restore_candidates(self.store.manifests(account)):
@@ -327,13 +348,21 @@ class SessionVault:
         with self._lock(account):
             self.disk.clear_leftovers(account)
             health = self.disk.check(account, thorough=True)
-            if disk_is_usable(health, expected_jid):
+            newest_good = _Read(self.store.newest_good(account))  # one read; a restore starts from it
+            usable = disk_is_usable(health, expected_jid)
+            driven = self.disk.driven_epoch(account) if usable else None
+            if usable and not disk_is_behind(newest_good.manifest, driven):
+                self._mark_driven(account, epoch)
                 return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid)
-            restored = self.restore(account, epoch, expected_jid=expected_jid)
+            restored = self.restore(account, epoch, expected_jid=expected_jid, newest_good=newest_good)
             if restored.ok:
-                return EnsureOutcome(
-                    EnsureAction.RESTORED, health, restored.generation, restored.detail, restored.jid
-                )
+                detail = restored.detail
+                if usable:
+                    detail += f"; the disk copy, last driven under lease epoch {driven}, was behind it"
+                return EnsureOutcome(EnsureAction.RESTORED, health, restored.generation, detail, restored.jid)
+            if usable:  # behind, but the backups did not restore: an old session beats a new QR
+                self._mark_driven(account, epoch)
+                return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid, detail=restored.detail)
             if health.state is DiskState.CORRUPT:
                 self.disk.set_aside(account, "corrupt")  # kept for forensics; the path is free for pairing
             if not restored.failures:
@@ -341,6 +370,12 @@ class SessionVault:
                 self._emit(EventType.SESSION_MISSING, account, epoch, detail)
                 return EnsureOutcome(EnsureAction.SESSION_MISSING, health, detail=restored.detail)
             return EnsureOutcome(EnsureAction.RESTORE_FAILED, health, detail=restored.detail)
+
+    def _mark_driven(self, account: str, epoch: int) -> None:
+        try:
+            self.disk.mark_driven(account, epoch)
+        except SessionDiskError as exc:  # the next start then judges the copy by its health alone
+            log.warning("%s", exc)
 
     # -- management ------------------------------------------------------------------------
 

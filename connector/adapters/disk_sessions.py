@@ -31,6 +31,8 @@ from connector.sessions.whatsmeow import DEVICE_TABLE, SESSION_FILE
 
 WRITE_PIECE = 1024 * 1024
 RESTORING_SUFFIX = ".restoring"
+DRIVEN_FILE = "driven-epoch"
+"""Beside session.db: the lease epoch under which this copy was last driven (vault.ensure_session)."""
 KEEP_PREVIOUS = 2
 """Replaced healthy files kept aside per account; corrupt ones are never deleted."""
 
@@ -267,6 +269,26 @@ class DiskSessions:
         for old in olds[:-KEEP_PREVIOUS]:
             for suffix in ("", "-wal", "-shm"):
                 (folder / (old.name + suffix)).unlink(missing_ok=True)
+
+    def driven_epoch(self, account: str) -> int | None:
+        """The lease epoch under which this disk copy was last driven (`mark_driven`); None when
+        unknown (never recorded, or unreadable: then the copy is judged by its health alone)."""
+        try:
+            text = (self.folder(account) / DRIVEN_FILE).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return int(text) if text.isdigit() else None
+
+    def mark_driven(self, account: str, epoch: int) -> None:
+        """Record that the disk copy is driven under `epoch` from now on (atomic replace; a lost
+        record only makes the next start judge the copy by its health alone)."""
+        folder = self.folder(account)
+        tmp = folder / (DRIVEN_FILE + ".tmp")
+        try:
+            tmp.write_text(f"{epoch}\n", encoding="ascii")
+            os.replace(tmp, folder / DRIVEN_FILE)
+        except OSError as exc:
+            raise SessionDiskError(f"{folder / DRIVEN_FILE}: cannot record the lease epoch: {exc}") from exc
 
     def clear_leftovers(self, account: str) -> bool:
         """Remove a temporary file a crashed restore left behind; True when there was one."""

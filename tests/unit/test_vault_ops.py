@@ -469,3 +469,61 @@ def test_the_vault_refuses_to_run_where_neonize_is_loaded(
     with pytest.raises(KeeperError, match="neonize"):
         make_vault(root, store)
     assert isinstance(SessionVault, type)
+
+
+def test_a_host_taking_an_account_back_restores_what_the_other_host_wrote_since(
+    tmp_path: Path, tmpl: Path
+) -> None:
+    """Failback: host A's disk still has the session as it was before host B drove it; B's
+    final backup is newer, and A must restore it instead of driving its old copy."""
+    store = MemoryBackupStore()
+    a_root, b_root = tmp_path / "a", tmp_path / "b"
+    make_session(tmpl, a_root / A / "session.db")
+    host_a, _ = make_vault(a_root, store)
+    assert host_a.ensure_session(A, JID, 1).action is EnsureAction.USED_DISK
+    assert host_a.backup(A, JID, 1, True).generation == 1
+    assert host_a.disk.driven_epoch(A) == 1
+
+    store.set_lease_epoch(A, 2)  # B takes over (A died or handed off)
+    host_b, _ = make_vault(b_root, store)
+    assert host_b.ensure_session(A, JID, 2).action is EnsureAction.RESTORED
+    change_one_row(b_root / A / "session.db")
+    assert host_b.backup(A, JID, 2, True).generation == 2  # its final backup
+    newer = host_b.disk.snapshot(A, JID).sha256
+
+    store.set_lease_epoch(A, 3)  # back to A, whose disk copy is healthy but old
+    back = host_a.ensure_session(A, JID, 3)
+    assert (back.action, back.generation) == (EnsureAction.RESTORED, 2)
+    assert "last driven under lease epoch 1" in back.detail
+    assert host_a.disk.snapshot(A, JID).sha256 == newer
+    assert host_a.disk.driven_epoch(A) == 3
+
+    store.set_lease_epoch(A, 4)  # A restarts: its copy is newer than anything backed up
+    change_one_row(a_root / A / "session.db")
+    restarted, _ = make_vault(a_root, store)
+    assert restarted.ensure_session(A, JID, 4).action is EnsureAction.USED_DISK
+
+
+def test_a_copy_that_is_behind_is_still_used_when_no_backup_restores(tmp_path: Path, tmpl: Path) -> None:
+    store = MemoryBackupStore()
+    make_session(tmpl, tmp_path / "a" / A / "session.db")
+    host_a, _ = make_vault(tmp_path / "a", store)
+    assert host_a.ensure_session(A, JID, 1).action is EnsureAction.USED_DISK
+    make_session(tmpl, tmp_path / "b" / A / "session.db")
+    host_b, _ = make_vault(tmp_path / "b", store, keys=Keyring(new_key(2)))  # a key A does not have
+    store.set_lease_epoch(A, 2)
+    assert host_b.backup(A, JID, 2, True).generation == 1
+    store.set_lease_epoch(A, 3)
+    outcome = host_a.ensure_session(A, JID, 3)
+    assert outcome.action is EnsureAction.USED_DISK and "1 generations failed" in outcome.detail
+
+
+def test_the_driven_epoch_record_is_optional_and_never_fatal(root: Path, session: Path) -> None:
+    vault, _ = make_vault(root, MemoryBackupStore())
+    assert vault.disk.driven_epoch(A) is None
+    (root / A / "driven-epoch").write_text("garbage")
+    assert vault.disk.driven_epoch(A) is None
+    (root / A / "driven-epoch").unlink()
+    (root / A / "driven-epoch").mkdir()  # cannot be replaced by a file: logged, not raised
+    assert vault.ensure_session(A, JID, 5).action is EnsureAction.USED_DISK
+    assert vault.disk.driven_epoch(A) is None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from connector.adapters.disk_sessions import DiskHealth, DiskState
 from connector.ports import Manifest
-from connector.vault import disk_is_usable, is_unchanged, restore_candidates
+from connector.vault import disk_is_behind, disk_is_usable, is_unchanged, restore_candidates
 
 JID, OTHER = "1555:7@s.whatsapp.net", "1666:2@s.whatsapp.net"
 
@@ -73,3 +74,18 @@ def test_restore_candidates(stored: list[tuple[int, bool]], asked: int | None, o
 )
 def test_is_unchanged(newest: Manifest | None, sha: str, unchanged: bool) -> None:
     assert is_unchanged(newest, sha) is unchanged
+
+
+@pytest.mark.parametrize(
+    ("newest_good_epoch", "driven", "behind", "case"),
+    [
+        (None, 3, False, "no good generation: nothing to be behind"),
+        (3, 3, False, "the same host restarts: its copy is at least as new as its own backups"),
+        (2, 3, False, "backups from an earlier lease"),
+        (4, 3, True, "another host drove it under a later lease and backed it up: restore that"),
+        (4, None, False, "epoch never recorded (older install): judged by health alone"),
+    ],
+)
+def test_disk_is_behind(newest_good_epoch: int | None, driven: int | None, behind: bool, case: str) -> None:
+    newest = None if newest_good_epoch is None else replace(m(5, True), lease_epoch=newest_good_epoch)
+    assert disk_is_behind(newest, driven) is behind, case
