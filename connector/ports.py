@@ -197,6 +197,11 @@ class BackupStore(Protocol):
         """The newest good generation with its `head` (one read); None when there is none."""
         ...
 
+    def newest(self, account: str) -> Manifest | None:
+        """The newest generation, good or not, with its `head` (one read); None when there is
+        none or it is unreadable."""
+        ...
+
     def read_chunks(self, account: str, generation: int, count: int, start: int = 0) -> list[bytes | None]:
         """Chunks `start`..count-1 of a generation (chunk 0 from the manifest's inline head,
         or its chunk document in the older layout); None where one is missing."""

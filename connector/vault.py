@@ -286,10 +286,10 @@ class SessionVault:
         epoch: int,
         generation: int | None = None,
         expected_jid: str | None = None,
-        newest_good: _Read | None = None,
+        newest: _Read | None = None,
     ) -> RestoreOutcome:
-        """Install the asked-for generation, or the newest good one with fallback
-        (`newest_good`: that one, when the caller has read it already).
+        """Install the asked-for generation, or the newest good one with fallback (`newest`:
+        the newest generation, when the caller has read it already).
 
         A generation that fails (missing chunk, bad tag, wrong sha256, integrity,
         wrong jid) gives a `restore_failed` event and the next one is tried; a disk
@@ -299,7 +299,7 @@ class SessionVault:
             self.disk.clear_leftovers(account)
             failures: list[tuple[int, str]] = []
             tried = 0
-            for manifest in self._candidates(account, generation, newest_good):
+            for manifest in self._candidates(account, generation, newest):
                 tried += 1
                 try:
                     data = self._fetch(manifest, expected_jid)
@@ -327,16 +327,18 @@ class SessionVault:
             return RestoreOutcome(False, None, tuple(failures), f"all {len(failures)} generations failed")
 
     def _candidates(
-        self, account: str, generation: int | None, newest_good: _Read | None = None
+        self, account: str, generation: int | None, newest: _Read | None = None
     ) -> Iterator[Manifest]:
         """The restore order, read lazily: the asked-for or newest good generation is one
-        document read; the full listing is read only when that one fails."""
+        document read (none when `newest`, already read, is good); the full listing is read
+        only when that one fails."""
         if generation is not None:
             asked = self.store.manifest(account, generation)
             if asked is not None:
                 yield asked
             return
-        first = self.store.newest_good(account) if newest_good is None else newest_good.manifest
+        known = None if newest is None else newest.manifest
+        first = known if known is not None and known.good else self.store.newest_good(account)
         if first is not None:
             yield first
         for manifest in restore_candidates(self.store.manifests(account)):
@@ -348,13 +350,15 @@ class SessionVault:
         with self._lock(account):
             self.disk.clear_leftovers(account)
             health = self.disk.check(account, thorough=True)
-            newest_good = _Read(self.store.newest_good(account))  # one read; a restore starts from it
+            newest = _Read(self.store.newest(account))  # one read: the restore and the first backup use it
+            if newest.manifest is not None:
+                self._newest[account] = (epoch, dataclasses.replace(newest.manifest, head=None))
             usable = disk_is_usable(health, expected_jid)
             driven = self.disk.driven_epoch(account) if usable else None
-            if usable and not disk_is_behind(newest_good.manifest, driven):
+            if usable and not disk_is_behind(newest.manifest, driven):
                 self._mark_driven(account, epoch)
                 return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid)
-            restored = self.restore(account, epoch, expected_jid=expected_jid, newest_good=newest_good)
+            restored = self.restore(account, epoch, expected_jid=expected_jid, newest=newest)
             if restored.ok:
                 detail = restored.detail
                 if usable:

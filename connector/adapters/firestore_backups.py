@@ -288,6 +288,13 @@ class FirestoreBackupStore:
         found = self._parsed(account, docs)
         return found[0] if found else None
 
+    def newest(self, account: str) -> Manifest | None:
+        query = self._backups(account).order_by("generation", direction=firestore.Query.DESCENDING).limit(1)
+        docs = list(query.stream())
+        self.stats.add(reads=1)
+        found = self._parsed(account, docs)
+        return found[0] if found else None
+
     def _head(self, account: str, generation: int) -> bytes | None:
         snap = self._manifest(account, generation).get(field_paths=[HEAD_FIELD])
         self.stats.add(reads=1)

@@ -109,6 +109,11 @@ class MemoryBackupStore:
             good = [m for (a, _), m in self._manifests.items() if a == account and m.good]
         return max(good, key=lambda m: m.generation, default=None)
 
+    def newest(self, account: str) -> Manifest | None:
+        with self._lock:
+            found = [m for (a, _), m in self._manifests.items() if a == account]
+        return max(found, key=lambda m: m.generation, default=None)
+
     def read_chunks(self, account: str, generation: int, count: int, start: int = 0) -> list[bytes | None]:
         with self._lock:
             stored = dict(self._chunks.get((account, generation), {}))

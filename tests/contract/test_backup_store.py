@@ -112,6 +112,15 @@ def test_newest_good_skips_newer_unconfirmed_generations(rig: Rig) -> None:
     assert best is not None and (best.generation, best.head) == (1, chunks[0])
 
 
+def test_newest_is_the_newest_generation_good_or_not_with_its_head(rig: Rig) -> None:
+    assert rig.store.newest("acct-a") is None
+    write_inline(rig, manifest("acct-a", 1, chunk_count=1))
+    chunks = write_inline(rig, manifest("acct-a", 2, chunk_count=1, good=False))
+    write_inline(rig, manifest("acct-b", 3, chunk_count=1))
+    newest = rig.store.newest("acct-a")
+    assert newest is not None and (newest.generation, newest.good, newest.head) == (2, False, chunks[0])
+
+
 def test_generations_are_reserved_once_and_grow_per_account(rig: Rig) -> None:
     assert [rig.store.reserve_generation("acct-a", 0) for _ in range(3)] == [1, 2, 3]
     assert rig.store.reserve_generation("acct-b", 0) == 1

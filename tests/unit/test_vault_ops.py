@@ -184,6 +184,39 @@ class CountingStore(MemoryBackupStore):
         self.calls.append(f"mark_good {generation}")
         return super().mark_good(account, generation)
 
+    def newest(self, account: str) -> Manifest | None:
+        self.calls.append("newest")
+        return super().newest(account)
+
+    def newest_good(self, account: str) -> Manifest | None:
+        self.calls.append("newest_good")
+        return super().newest_good(account)
+
+    def manifests(self, account: str, limit: int | None = None) -> list[Manifest]:
+        self.calls.append("manifests")
+        return super().manifests(account, limit)
+
+
+def test_a_takeover_reads_one_manifest_for_the_restore_and_its_first_backup(
+    tmp_path: Path, tmpl: Path
+) -> None:
+    """The newest generation, read once with its chunk: it decides whether the disk copy is
+    behind, is what gets restored, and is what the first backup compares against."""
+    store = CountingStore()
+    make_session(tmpl, tmp_path / "a" / A / "session.db")
+    host_a, _ = make_vault(tmp_path / "a", store)
+    assert host_a.backup(A, JID, 1, True).generation == 1
+    store.set_lease_epoch(A, 2)
+    host_b, _ = make_vault(tmp_path / "b", store)
+    store.calls.clear()
+    assert host_b.ensure_session(A, JID, 2).action is EnsureAction.RESTORED
+    assert store.calls == ["newest"]
+    store.calls.clear()
+    assert host_b.backup(A, JID, 2, True).status is BackupStatus.UNCHANGED
+    change_one_row(tmp_path / "b" / A / "session.db")
+    assert host_b.backup(A, JID, 2, True).generation == 2
+    assert store.calls == ["commit_next"]
+
 
 def test_marking_the_good_generation_just_restored_costs_no_store_call(root: Path, session: Path) -> None:
     """Every connect after a restore marks the generation in use good; a takeover of hundreds
@@ -212,7 +245,7 @@ def test_a_one_chunk_session_is_one_store_write_and_orphans_are_looked_for_after
     assert vault.backup(A, JID, 1, True).status is BackupStatus.WRITTEN
     change_one_row(session)
     assert vault.backup(A, JID, 1, True).generation == 2
-    assert store.calls == ["commit_next", "commit_next"]
+    assert store.calls == ["manifests", "commit_next", "commit_next"]  # the newest, once per epoch
     store.calls.clear()
     dead = store.reserve_generation(A, 1)  # another writer reserved, wrote chunks, and died
     store.write_chunks(A, dead, [b"orphan"])
@@ -220,7 +253,7 @@ def test_a_one_chunk_session_is_one_store_write_and_orphans_are_looked_for_after
     store.set_lease_epoch(A, 2)
     store.calls.clear()
     assert vault.backup(A, JID, 2, True).generation == 4
-    assert store.calls == ["commit_next", "orphan_generations"]
+    assert store.calls == ["manifests", "commit_next", "orphan_generations"]
     assert store.orphan_generations(A) == []
     restored = store.manifest(A, 4)
     assert restored is not None and restored.chunk_count == 1 and restored.head is not None
@@ -234,7 +267,7 @@ def test_a_session_bigger_than_a_chunk_writes_its_chunks_before_the_manifest(
     vault, _ = make_vault(root, store)
     outcome = vault.backup(A, JID, 1, True)
     assert (outcome.status, outcome.generation) == (BackupStatus.WRITTEN, 1)
-    assert store.calls == ["reserve_generation", "write_chunks", "commit", "orphan_generations"]
+    assert store.calls == ["manifests", "reserve_generation", "write_chunks", "commit", "orphan_generations"]
     shutil.rmtree(root / A)
     assert vault.ensure_session(A, JID, 1).action is EnsureAction.RESTORED
 
