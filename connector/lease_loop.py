@@ -73,6 +73,9 @@ class LeaseElector:
         self._claims: dict[str, float] = {}
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(max_in_flight)
+        # Renewals have slots of their own: in a takeover of hundreds of accounts, renewals of
+        # the leases taken first must not wait behind the acquisitions still to come.
+        self._renew_slots = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
         self._look: set[str] = set()
 
@@ -214,7 +217,7 @@ class LeaseElector:
             await asyncio.gather(task, return_exceptions=True)
 
     async def _attempt(self, account: str, action: Action) -> None:
-        async with self._slots:
+        async with self._renew_slots if action is Action.RENEW else self._slots:
             sent = self.clock.monotonic()
             local = self._local.get(account, Local())
             try:

@@ -56,16 +56,19 @@ def _record(account: str, snapshot: Any) -> LeaseRecord | None:
 class FirestoreLeaseStore:
     def __init__(self, client: firestore.Client, versions: LeaseVersions | None = None) -> None:
         self._db = client
-        # Its own threads: a renewal must never wait behind backups or status writes
-        # in the default executor, or the renew deadline passes and the lease is lost.
+        # Threads of their own: a renewal must never wait behind backups or status writes in
+        # the default executor, nor behind the releases and acquisitions of a handoff of
+        # hundreds of accounts, or the renew deadline passes and the lease is lost.
         self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wa-leases")
+        self._renewals = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wa-lease-renewals")
         self.versions = versions if versions is not None else LeaseVersions()
         """What this store last read or wrote of each lease; fenced writers share it (bootstrap)."""
         self.reads = 0
         """Lease documents read (a renewal of an unchanged lease reads none)."""
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+    async def _run(self, fn: Callable[..., T], *args: Any, executor: ThreadPoolExecutor | None = None) -> T:
+        pool = self._executor if executor is None else executor
+        return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
 
     def _ref(self, account: str) -> firestore.DocumentReference:
         return self._db.collection(Collections.LEASES).document(check_id("account", account))
@@ -159,7 +162,12 @@ class FirestoreLeaseStore:
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         check_id("holder", holder)
         check_ttl_ms(ttl_ms)
-        return await self._run(self._write, account, lambda cur: renew_fields(cur, holder, epoch, ttl_ms))
+        return await self._run(
+            self._write,
+            account,
+            lambda cur: renew_fields(cur, holder, epoch, ttl_ms),
+            executor=self._renewals,
+        )
 
     async def release(self, account: str, holder: str, epoch: int) -> LeaseView:
         check_id("holder", holder)

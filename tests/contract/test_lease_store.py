@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -279,3 +280,21 @@ async def test_firestore_renews_an_unchanged_lease_without_reading_it(
     view = await store.renew("acct", "conn-a", 1, TTL_MS)
     assert not view.written and view.record == taken.record and store.reads == 2
     assert rig.read_raw("acct") == taken.record.to_fields()
+
+
+async def test_firestore_renewals_do_not_queue_behind_the_store_s_other_calls(
+    clean_firestore: firestore.Client,
+) -> None:
+    """A handoff of hundreds of accounts puts hundreds of releases in the store's threads; a
+    renewal queued behind them missed its deadline and the account was fenced mid-handoff."""
+    store = FirestoreLeaseStore(clean_firestore)
+    await store.try_acquire("acct", "conn-a", TTL_MS, None)
+    gate = threading.Event()
+    busy = [store._executor.submit(gate.wait, 30) for _ in range(64)]  # every other call's thread
+    try:
+        view = await asyncio.wait_for(store.renew("acct", "conn-a", 1, TTL_MS), 20)
+        assert view.written
+    finally:
+        gate.set()
+        for future in busy:
+            future.result()

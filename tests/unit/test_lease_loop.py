@@ -11,7 +11,7 @@ from connector.adapters.memory_leases import MemoryLeaseStore
 from connector.clock import FakeClock
 from connector.lease import LeaseConfig
 from connector.lease_loop import LeaseElector
-from connector.lease_record import LeaseError
+from connector.lease_record import LeaseError, LeaseRecord, LeaseView
 from tests.unit.lease_helpers import FlakyStore, Recorder
 
 CONFIG = LeaseConfig()
@@ -132,6 +132,42 @@ async def test_a_hung_renewal_does_not_delay_the_deadline(clock: FakeClock, stor
     a.path.gate = None
     await run(clock, [a], 3.0)
     assert a.elector.held() == {"acct": 2}
+
+
+class SlowAcquires(FlakyStore):
+    """Acquisitions hang until `acquires` is set; everything else answers."""
+
+    def __init__(self, store: MemoryLeaseStore) -> None:
+        super().__init__(store)
+        self.acquires = asyncio.Event()
+
+    async def try_acquire(
+        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
+    ) -> LeaseView:
+        await self.acquires.wait()
+        return await super().try_acquire(account, holder, ttl_ms, expected)
+
+
+async def test_renewals_do_not_wait_behind_a_takeover_s_acquisitions(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    """Taking over 200 accounts: the leases taken first are renewed while the rest are still
+    being acquired (a renewal queued behind them missed its deadline)."""
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims({"early": 0.0})
+    await run(clock, [a], 1.0)
+    slow = SlowAcquires(store)
+    a.elector.store = slow
+    a.elector.set_claims({"early": 0.0, **{f"late-{i:02d}": 0.0 for i in range(40)}})
+    for _ in range(40):  # 10 s of fake time: renewals due at 5 and 10 s, acquisitions all hung
+        clock.advance(0.25)
+        a.elector.step()
+        for _ in range(5):
+            await asyncio.sleep(0)
+    assert a.elector.held() == {"early": 1}, a.heard.events
+    assert ("deadline_missed", "early", 1) not in a.heard.events
+    slow.acquires.set()
+    await a.elector.drain()
 
 
 async def test_a_takeover_seen_at_renewal_is_reported_lost(clock: FakeClock, store: MemoryLeaseStore) -> None:
