@@ -369,6 +369,7 @@ class SessionVault:
                 return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid, detail=restored.detail)
             if health.state is DiskState.CORRUPT:
                 self.disk.set_aside(account, "corrupt")  # kept for forensics; the path is free for pairing
+            self._mark_driven(account, epoch)  # a session paired from here on is driven under it
             if not restored.failures:
                 detail = f"disk: {health.state}; {restored.detail}"
                 self._emit(EventType.SESSION_MISSING, account, epoch, detail)

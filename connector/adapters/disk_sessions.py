@@ -285,6 +285,7 @@ class DiskSessions:
         folder = self.folder(account)
         tmp = folder / (DRIVEN_FILE + ".tmp")
         try:
+            folder.mkdir(parents=True, exist_ok=True)  # before a pairing, nothing is there yet
             tmp.write_text(f"{epoch}\n", encoding="ascii")
             os.replace(tmp, folder / DRIVEN_FILE)
         except OSError as exc:

@@ -537,6 +537,26 @@ def test_a_host_taking_an_account_back_restores_what_the_other_host_wrote_since(
     assert restarted.ensure_session(A, JID, 4).action is EnsureAction.USED_DISK
 
 
+def test_a_session_paired_here_is_recognised_as_behind_after_another_host_drove_it(
+    tmp_path: Path, tmpl: Path
+) -> None:
+    """The bench's case: the first host paired the account (no backup existed at its start),
+    then another host drove it; the first host's paired copy must not be driven again."""
+    store = MemoryBackupStore()
+    host_a, _ = make_vault(tmp_path / "a", store)
+    assert host_a.ensure_session(A, None, 1).action is EnsureAction.SESSION_MISSING
+    make_session(tmpl, tmp_path / "a" / A / "session.db")  # the worker pairs
+    assert host_a.backup(A, JID, 1, True).generation == 1
+    store.set_lease_epoch(A, 2)
+    host_b, _ = make_vault(tmp_path / "b", store)
+    assert host_b.ensure_session(A, JID, 2).action is EnsureAction.RESTORED
+    change_one_row(tmp_path / "b" / A / "session.db")
+    assert host_b.backup(A, JID, 2, True).generation == 2
+    store.set_lease_epoch(A, 3)
+    back = host_a.ensure_session(A, JID, 3)
+    assert (back.action, back.generation) == (EnsureAction.RESTORED, 2)
+
+
 def test_a_copy_that_is_behind_is_still_used_when_no_backup_restores(tmp_path: Path, tmpl: Path) -> None:
     store = MemoryBackupStore()
     make_session(tmpl, tmp_path / "a" / A / "session.db")
