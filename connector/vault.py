@@ -350,11 +350,13 @@ class SessionVault:
         with self._lock(account):
             self.disk.clear_leftovers(account)
             health = self.disk.check(account, thorough=True)
+            usable = disk_is_usable(health, expected_jid)
+            driven = self.disk.driven_epoch(account) if usable else None
+            if usable and driven == epoch:  # a reconnect in the same hold: nothing newer can exist
+                return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid)
             newest = _Read(self.store.newest(account))  # one read: the restore and the first backup use it
             if newest.manifest is not None:
                 self._newest[account] = (epoch, dataclasses.replace(newest.manifest, head=None))
-            usable = disk_is_usable(health, expected_jid)
-            driven = self.disk.driven_epoch(account) if usable else None
             if usable and not disk_is_behind(newest.manifest, driven):
                 self._mark_driven(account, epoch)
                 return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid)

@@ -557,6 +557,20 @@ def test_a_session_paired_here_is_recognised_as_behind_after_another_host_drove_
     assert (back.action, back.generation) == (EnsureAction.RESTORED, 2)
 
 
+def test_a_reconnect_in_the_same_hold_uses_the_disk_without_asking_the_store(
+    root: Path, session: Path
+) -> None:
+    """Only a new lease can follow another holder: within one hold (reconnects, the health
+    loop) the disk copy is the newest there is, even while Firestore is unreachable."""
+    store = CountingStore()
+    vault, _ = make_vault(root, store)
+    assert vault.ensure_session(A, JID, 4).action is EnsureAction.USED_DISK
+    assert store.calls == ["newest"]
+    store.calls.clear()
+    assert vault.ensure_session(A, JID, 4).action is EnsureAction.USED_DISK
+    assert store.calls == []
+
+
 def test_a_copy_that_is_behind_is_still_used_when_no_backup_restores(tmp_path: Path, tmpl: Path) -> None:
     store = MemoryBackupStore()
     make_session(tmpl, tmp_path / "a" / A / "session.db")
