@@ -5,12 +5,13 @@ Layout: `accounts/{id}/backups/{generation}` holds a manifest with chunk 0 inlin
 (field `data`, at most 900 KiB each). A session that fits one chunk thus
 restores with a single document read; manifests written before `head` existed
 keep chunk 0 in `chunks/0`, and both layouts read back. Generation
-numbers come from `accounts/{id}.backup_reserved_generation`, bumped in a fenced
-transaction, so two writers can never put chunks under the same number (a
+numbers come from `accounts/{id}.backup_reserved_generation`, bumped by a fenced
+compare-and-set, so two writers can never put chunks under the same number (a
 stale writer's chunks would otherwise mix into a live generation). The manifest
 is written last, in a batch that requires `leases/{id}` unchanged since its epoch
 was read and refuses a stale caller (firestore_cas: no locks); it also updates the
-account's `backup` summary.
+account's `backup` summary. A one-chunk session needs no chunk documents, so
+`commit_next` bumps the number and writes the manifest in that same batch.
 
 `stats` counts documents read and written and the blob bytes moved (the bench
 prints them; Firestore bills per document).

@@ -145,9 +145,8 @@ class LeaseFence:
         self._client, self._account, self._versions = client, account, versions
         self._trust = versions is not None
 
-    def epoch(self, batch: firestore.WriteBatch, lease: Any = None) -> int:
-        """The lease's epoch; `batch` fails if the lease changes before it commits. `lease`: a
-        snapshot the caller read with its other reads (used on attempts that read)."""
+    def epoch(self, batch: firestore.WriteBatch) -> int:
+        """The lease's epoch; `batch` fails if the lease changes before it commits."""
         known = self._versions.get(self._account) if self._versions is not None and self._trust else None
         self._trust = False
         ref = lease_ref(self._client, self._account)
@@ -161,7 +160,7 @@ class LeaseFence:
                     option=self._client.write_option(last_update_time=known.update_time),
                 )
             return known.epoch
-        snapshot = ref.get() if lease is None else lease
+        snapshot = ref.get()
         current = fence_on(batch, self._client, self._account, snapshot)
         if self._versions is not None:
             try:
@@ -169,11 +168,6 @@ class LeaseFence:
             except LeaseError:  # a valid epoch in an otherwise malformed lease: not remembered
                 self._versions.forget(self._account)
         return current
-
-    def trusted(self) -> bool:
-        """True while the next `epoch` call will use the known version (the caller may then
-        leave the lease out of its reads)."""
-        return self._trust and self._versions is not None and self._versions.get(self._account) is not None
 
 
 def read_together(

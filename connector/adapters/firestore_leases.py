@@ -1,8 +1,9 @@
 """The real `LeaseStore`: `leases/{account}` in Firestore, written by compare-and-set.
 
-Each write reads the lease without a lock, applies the rule of
-connector/lease_record.py, and commits with the read's update_time as
-precondition (connector/adapters/firestore_cas.py): a transaction would lock
+Each write applies the rule of connector/lease_record.py to the lease as this
+store last read or wrote it and commits with that update_time as precondition
+(one round trip for a renewal); on a conflict it reads the lease without a lock
+and tries again (connector/adapters/firestore_cas.py). A transaction would lock
 the lease, and a connector killed mid-transaction would keep a standby from
 taking over until the lock expired. `renewed_at` is `SERVER_TIMESTAMP`; the
 stored stamp comes back in the commit's transform results, so the returned
@@ -10,7 +11,8 @@ record is exactly what is stored (the emulator's server timestamp differs from
 its commit time, so the commit time would not do). The Google client is
 synchronous; calls run in worker threads.
 
-Other adapters fence their writes on the lease with `firestore_cas.fenced_epoch`.
+Other adapters fence their writes on the lease with `firestore_cas.fenced_epoch`,
+or, sharing this store's `LeaseVersions`, with `firestore_cas.LeaseFence` (no read).
 """
 
 from __future__ import annotations
@@ -73,22 +75,22 @@ class FirestoreLeaseStore:
     def _ref(self, account: str) -> firestore.DocumentReference:
         return self._db.collection(Collections.LEASES).document(check_id("account", account))
 
-    def _view(self, account: str, snapshot: Any) -> LeaseView:
+    def _read(self, account: str, snapshot: Any) -> tuple[LeaseView, KnownLease]:
         """A read lease, remembered with its update_time for the next write's precondition."""
         self.reads += 1
-        record = _record(account, snapshot)
-        self.versions.put(account, KnownLease(record, snapshot.update_time if snapshot.exists else None))
-        return LeaseView(account, record, to_micros(snapshot.read_time))
+        known = KnownLease(_record(account, snapshot), snapshot.update_time if snapshot.exists else None)
+        self.versions.put(account, known)
+        return LeaseView(account, known.record, to_micros(snapshot.read_time)), known
 
     def _get(self, account: str) -> LeaseView:
-        return self._view(account, self._ref(account).get())
+        return self._read(account, self._ref(account).get())[0]
 
     def _get_many(self, accounts: Sequence[str]) -> list[LeaseView]:
         found: dict[str, LeaseView] = {}
         for start in range(0, len(accounts), GET_ALL_BATCH):
             refs = [self._ref(a) for a in accounts[start : start + GET_ALL_BATCH]]
             for snapshot in self._db.get_all(refs):
-                found[snapshot.id] = self._view(snapshot.id, snapshot)
+                found[snapshot.id] = self._read(snapshot.id, snapshot)[0]
         return [found[a] for a in accounts]
 
     def _stage(
@@ -127,13 +129,11 @@ class FirestoreLeaseStore:
         seen: dict[str, Any] = {}
 
         def body(batch: firestore.WriteBatch) -> None:
-            snapshot = self._ref(account).get()
-            view = self._view(account, snapshot)
-            known_now = KnownLease(view.record, snapshot.update_time if snapshot.exists else None)
+            view, read = self._read(account, self._ref(account).get())
             fields = rule(view.record)
             seen.update(view=view, fields=fields)
             if fields is not None:
-                self._stage(batch, account, fields, known_now)
+                self._stage(batch, account, fields, read)
 
         _, results = optimistic(self._db, body)
         view: LeaseView = seen["view"]

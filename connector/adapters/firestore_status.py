@@ -3,9 +3,9 @@
 Each write checks `leases/{id}.epoch` and refuses (StaleEpochError) when the
 writer's epoch is older; the commit requires the lease unchanged since it was read
 (firestore_cas: no lock, so a killed connector blocks nobody). With the lease
-store's `LeaseVersions` the lease is not even read: the write is one round trip. A connector that
-lost the lease can no longer overwrite what the new holder shows. The QR code is stored
-only while pairing and deleted with the next write.
+store's `LeaseVersions` the lease is not even read: the write is one round trip.
+A connector that lost the lease can no longer overwrite what the new holder shows.
+The QR code is stored only while pairing and deleted with the next write.
 """
 
 from __future__ import annotations
