@@ -120,9 +120,11 @@ class DiskUnhealthy:
 @dataclass(frozen=True)
 class StopRequested:
     """Shutdown or release: stop the worker, then a final backup when it was connected (the
-    session's last state, nothing written after it), then status `unattended`."""
+    session's last state, nothing written after it), then status `unattended` unless
+    `show_released` is False (the lease release that follows shows it: connector/ports.Shown)."""
 
     final_backup: bool = True
+    show_released: bool = True
 
 
 Signal = (
@@ -272,6 +274,7 @@ class AccountState:
     after_stop: AfterStop = AfterStop.RELEASE
     status: AccountStatus = AccountStatus.CONNECTING
     final_backup: bool = False  # a release of a connected account: back up once the worker is gone
+    show_released: bool = True  # a release writes `unattended` itself (False: the lease release does)
 
 
 Result = tuple[AccountState, list[Action]]

@@ -95,12 +95,14 @@ def _step(state: AccountState, signal: Signal, config: Config) -> Result:
             return _stop(
                 state, AfterStop.RESTART_NOW, S.RESTORING, f"disk session {detail}; restoring", config
             )
-        case StopRequested(final_backup=final_backup):
-            return _stop_requested(state, final_backup, config)
+        case StopRequested(final_backup=final_backup, show_released=show_released):
+            return _stop_requested(replace(state, show_released=show_released), final_backup, config)
     raise TypeError(f"unknown signal {signal!r}")  # pragma: no cover - exhaustive above
 
 
 RELEASED_REASON = "released by its connector; waiting for the next holder"
+BEGIN_REASON = "checking the session on disk and in backups"
+"""The `connecting` status of a start: also what a lease acquisition shows (connector/ports.Shown)."""
 
 
 def _status(state: AccountState, status: AccountStatus, reason: str) -> tuple[AccountState, SetStatus]:
@@ -108,7 +110,7 @@ def _status(state: AccountState, status: AccountStatus, reason: str) -> tuple[Ac
 
 
 def _begin(state: AccountState) -> Result:
-    state, status = _status(state, S.CONNECTING, "checking the session on disk and in backups")
+    state, status = _status(state, S.CONNECTING, BEGIN_REASON)
     return replace(state, phase=Phase.ENSURING), [status, EnsureSession()]
 
 
@@ -246,10 +248,11 @@ def _after_stop(state: AccountState, actions: list[Action]) -> Result:
         case AfterStop.RELEASE:
             backup: list[Action] = [Backup(while_connected=True, final=True)] if state.final_backup else []
             state, status = _status(state, S.UNATTENDED, RELEASED_REASON)
+            shown: list[Action] = [status] if state.show_released else []
             return replace(state, phase=Phase.IDLE, final_backup=False), [
                 *actions,
                 *backup,
-                status,
+                *shown,
                 Stopped(),
             ]
         case AfterStop.RESTART:
@@ -362,7 +365,7 @@ def _command(state: AccountState, command: CommandReceived, config: Config) -> R
             Arm(Timer.STOP_BOUND, seconds=config.stop_bound_s),
         ]
     # release: hand the account over (stop, then a final backup when it was connected)
-    state, actions = _stop_requested(state, True, config)
+    state, actions = _stop_requested(replace(state, show_released=True), True, config)
     return state, [FinishCommand(cid, True, "released"), *actions]
 
 

@@ -10,6 +10,7 @@ import socket
 from google.cloud import firestore
 
 from connector.account import Config as MachineConfig
+from connector.account_machine import BEGIN_REASON
 from connector.adapters.disk_sessions import DiskSessions
 from connector.adapters.firestore_accounts import FirestoreAccountDirectory
 from connector.adapters.firestore_backups import FirestoreBackupStore
@@ -29,11 +30,13 @@ from connector.lease import LeaseConfig
 from connector.lease_loop import LeaseElector
 from connector.metrics import ConnectorMetrics
 from connector.outbox import Outbox, default_outbox_path
+from connector.ports import Shown
 from connector.settings import Settings
 from connector.supervisor import Supervisor, SupervisorConfig, Workers
 from connector.vault import SessionVault
 from connector.vault_bridge import VaultBridge
 from connector.worker_pool import Deliver, ProcessPerAccount, SharedProcess
+from wa_wire import AccountStatus
 
 log = logging.getLogger("wa_keeper.bootstrap")
 
@@ -99,6 +102,7 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
             clock=clock,
             listener=daemon,
             metrics=metrics,
+            acquire_shows=Shown(AccountStatus.CONNECTING, BEGIN_REASON),
         )
 
     def inbox(daemon: Daemon) -> CommandInbox:

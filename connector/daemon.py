@@ -33,7 +33,7 @@ from connector.inbox import CommandInbox
 from connector.lease_loop import LeaseElector
 from connector.metrics import ConnectorMetrics
 from connector.outbox import Outbox
-from connector.ports import ConnectorRegistry, EventPublisher, StatusUpdate, StatusWriter
+from connector.ports import ConnectorRegistry, EventPublisher, Shown, StatusUpdate, StatusWriter
 from connector.registry_record import ConnectorInfo
 from connector.supervisor import Supervisor
 from connector.vault import SessionVault
@@ -99,7 +99,7 @@ class Daemon:
     def on_acquired(self, account: str, epoch: int) -> None:
         log.info("lease of %s acquired at epoch %d", account, epoch)
         self._event(EventType.LEASE_ACQUIRED, account, epoch)
-        self.supervisor.hold(account, epoch)
+        self.supervisor.hold(account, epoch, shown=self.elector.acquire_shows)
         self.inbox.acquired(account)  # commands issued before we held it
 
     def on_lost(self, account: str, epoch: int) -> None:
@@ -228,32 +228,30 @@ class Daemon:
         self._placement_ok = True
 
     async def hand_off(self, account: str) -> float:
-        """Final backup, status unattended, then release the lease (the next holder restores);
-        returns the seconds it took."""
+        """Stop the worker, final backup, then release the lease, showing `unattended` in the
+        same commit (the next holder restores); returns the seconds it took."""
         started = time.monotonic()
         try:
             epoch = self.elector.held().get(account)
-            clean = await self.supervisor.release(account, within_s=self.config.release_bound_s)
+            clean = await self.supervisor.release(
+                account, within_s=self.config.release_bound_s, show_released=False
+            )
             stopped = time.monotonic()
-            if epoch is not None and not clean:  # else the account's machine wrote it
+            reason = f"released by {self.config.connector_id}; waiting for the next holder"
+            released = await self.elector.release(account, Shown(AccountStatus.UNATTENDED, reason))
+            if epoch is not None and not released:  # a failed release: show it all the same (fenced)
                 with contextlib.suppress(Exception):
-                    await self.status.write(
-                        account,
-                        StatusUpdate(
-                            status=AccountStatus.UNATTENDED,
-                            reason=f"released by {self.config.connector_id}; waiting for the next holder",
-                            epoch=epoch,
-                            holder=self.config.connector_id,
-                            jid=None,
-                        ),
+                    update = StatusUpdate(
+                        AccountStatus.UNATTENDED, reason, epoch, self.config.connector_id, None
                     )
-            released = await self.elector.release(account)
+                    await self.status.write(account, update)
             done = time.monotonic()
             log.debug(
-                "%s handed off in %.2f s (stopped and backed up: %.2f s; lease released: %s)",
+                "%s handed off in %.2f s (stopped and backed up: %.2f s, cleanly: %s; lease released: %s)",
                 account,
                 done - started,
                 stopped - started,
+                clean,
                 released,
             )
             return done - started

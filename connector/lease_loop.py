@@ -20,6 +20,7 @@ from connector.clock import Clock
 from connector.lease import Action, LeaseConfig, Local, decide
 from connector.lease_record import LeaseError, LeaseView, check_id
 from connector.metrics import ConnectorMetrics
+from connector.ports import Shown
 
 if TYPE_CHECKING:
     from connector.ports import LeaseStore
@@ -65,8 +66,12 @@ class LeaseElector:
         listener: LeaseListener,
         max_in_flight: int = 16,
         metrics: ConnectorMetrics | None = None,
+        acquire_shows: Shown | None = None,
     ) -> None:
+        """`acquire_shows`: the status each acquisition writes with the lease (every
+        `on_acquired` then follows a write that showed it)."""
         self.holder = check_id("holder", holder)
+        self.acquire_shows = acquire_shows
         self.store, self.config, self.clock, self.listener = store, config, clock, listener
         self.metrics = metrics if metrics is not None else ConnectorMetrics()
         self._local: dict[str, Local] = {}
@@ -105,8 +110,9 @@ class LeaseElector:
         """Everything we know of the accounts we track (for /status and assignment)."""
         return dict(self._local)
 
-    async def release(self, account: str) -> bool:
-        """Give the lease up now (after the final backup); True when the store released it."""
+    async def release(self, account: str, shown: Shown | None = None) -> bool:
+        """Give the lease up now (after the final backup); True when the store released it
+        (and showed `shown` on the account with it)."""
         self._claims.pop(account, None)
         await self._settle(account)
         local = self._local.get(account)
@@ -118,7 +124,7 @@ class LeaseElector:
 
         async def call() -> None:
             try:
-                view = await self.store.release(account, self.holder, epoch)
+                view = await self.store.release(account, self.holder, epoch, shown)
             except Exception as exc:
                 log.warning("lease of %s not released (it expires after its TTL): %s", account, exc)
                 return
@@ -223,7 +229,9 @@ class LeaseElector:
             try:
                 if action is Action.ACQUIRE:
                     expected = None if local.view is None else local.view.record
-                    view = await self.store.try_acquire(account, self.holder, self.config.ttl_ms, expected)
+                    view = await self.store.try_acquire(
+                        account, self.holder, self.config.ttl_ms, expected, self.acquire_shows
+                    )
                 elif local.held_epoch is None:
                     return  # stopped holding it (deadline, release) while waiting for a slot
                 else:

@@ -237,6 +237,16 @@ class StatusUpdate:
     connected_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Shown:
+    """A status a lease write also shows on `accounts/{id}`, in the same commit: `connecting`
+    as a lease is taken, `unattended` as it is released. One round trip and one listener
+    push instead of two; the holder and epoch written are the lease's."""
+
+    status: AccountStatus
+    reason: str
+
+
 class StatusWriter(Protocol):
     """Writes `accounts/{id}` status fields; refuses (StaleEpochError) a stale epoch."""
 
@@ -293,17 +303,19 @@ class LeaseStore(Protocol):
         ...
 
     async def try_acquire(
-        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
+        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
     ) -> LeaseView:
-        """Take the lease at the next epoch if it is still `expected`; else write nothing."""
+        """Take the lease at the next epoch if it is still `expected`; else write nothing.
+        With `shown`, the account shows that status, held by `holder` at the new epoch."""
         ...
 
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         """Renew if `holder` holds it at `epoch`; else write nothing."""
         ...
 
-    async def release(self, account: str, holder: str, epoch: int) -> LeaseView:
-        """Set the holder to null if `holder` holds it at `epoch`; else write nothing."""
+    async def release(self, account: str, holder: str, epoch: int, shown: Shown | None = None) -> LeaseView:
+        """Set the holder to null if `holder` holds it at `epoch`; else write nothing.
+        With `shown`, the account shows that status, last held by `holder` at `epoch`."""
         ...
 
     async def current_epoch(self, account: str) -> int:

@@ -27,7 +27,7 @@ from connector import account as a
 from connector.account_machine import RUNNING, step
 from connector.clock import Clock
 from connector.metrics import ConnectorMetrics
-from connector.ports import EventSink, StatusUpdate, StatusWriter
+from connector.ports import EventSink, Shown, StatusUpdate, StatusWriter
 from connector.workers import protocol as wp
 from wa_wire import AccountStatus, LifecycleEvent
 from wa_wire.codec import parse_timestamp
@@ -115,6 +115,7 @@ class AccountView:
     connected_at: datetime | None = None
     worker_starts: int = 0  # since the lease was taken (metrics: later ones are restarts)
     connected_since_start: bool = False  # the next start is then a reconnect (metrics)
+    shown: Shown | None = None  # what the lease acquisition already showed: not written again
 
 
 class Supervisor:
@@ -162,24 +163,26 @@ class Supervisor:
         if queue is not None:
             queue.put_nowait(signal)
 
-    def hold(self, account: str, epoch: int, jid: str | None = None) -> None:
-        """Start driving an account (its lease is ours at `epoch`)."""
+    def hold(self, account: str, epoch: int, jid: str | None = None, shown: Shown | None = None) -> None:
+        """Start driving an account (its lease is ours at `epoch`; the acquisition showed `shown`)."""
         if account in self._tasks:
+            self.views[account].shown = shown
             self.deliver(account, a.Begin(epoch=epoch))
             return
-        self.views[account] = AccountView(a.AccountState(account_id=account, jid=jid))
+        self.views[account] = AccountView(a.AccountState(account_id=account, jid=jid), shown=shown)
         self._queues[account] = asyncio.Queue()
         self._released[account] = asyncio.Event()
         self._tasks[account] = asyncio.create_task(self._drive(account), name=f"account:{account}")
         self.deliver(account, a.Begin(epoch=epoch))
 
-    async def release(self, account: str, within_s: float) -> bool:
-        """Final backup when connected, stop the worker, status `unattended`, forget the account.
+    async def release(self, account: str, within_s: float, show_released: bool = True) -> bool:
+        """Stop the worker, final backup when connected, status `unattended` (unless not
+        `show_released`: the lease release shows it), forget the account.
         False when that did not finish within `within_s` (the worker is killed)."""
         done = self._released.get(account)
         if done is None:
             return False
-        self.deliver(account, a.StopRequested())
+        self.deliver(account, a.StopRequested(show_released=show_released))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), within_s)
         await self._forget(account)
@@ -282,12 +285,9 @@ class Supervisor:
                 wiped = await asyncio.to_thread(self.vault.wipe, account, state.epoch)
                 self.deliver(account, wiped)
             case a.Emit():
-                self.events.emit(self._event(state, action))
+                self._emit(state, action)
             case a.SetStatus():
-                if action.status is AccountStatus.CONNECTED:
-                    view.connected_at = self.clock.now()
-                    view.connected_since_start = True
-                await self.status.write(account, self._status_update(view, action))
+                await self._set_status(view, action)
             case a.Arm():
                 self._arm(account, action)
             case a.Disarm(timer=timer):
@@ -295,9 +295,30 @@ class Supervisor:
                 if handle is not None:
                     handle.cancel()
             case a.FinishCommand(command_id=cid, ok=ok, message=text):
+                log.info("account %s: command %s %s: %s", account, cid, "done" if ok else "failed", text)
                 await self.commands.finish(cid, ok, text)
             case a.Stopped():
                 self._released[account].set()
+
+    def _emit(self, state: a.AccountState, emit: a.Emit) -> None:
+        code = "" if emit.reason_code is None else f" ({emit.reason_code})"
+        log.info("account %s: event %s%s at epoch %d", state.account_id, emit.type.value, code, state.epoch)
+        self.events.emit(self._event(state, emit))
+
+    async def _set_status(self, view: AccountView, action: a.SetStatus) -> None:
+        account = view.state.account_id
+        log.info("account %s: %s: %s", account, action.status.value, action.reason)
+        if action.status is AccountStatus.CONNECTED:
+            view.connected_at = self.clock.now()
+            view.connected_since_start = True
+        shown, view.shown = view.shown, None
+        if shown is not None and (shown.status, shown.reason, None) == (
+            action.status,
+            action.reason,
+            action.qr,
+        ):
+            return  # the lease acquisition wrote this very status, at this epoch
+        await self.status.write(account, self._status_update(view, action))
 
     async def _backup(
         self, account: str, jid: str, epoch: int, while_connected: bool, final: bool = False

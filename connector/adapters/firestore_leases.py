@@ -27,7 +27,9 @@ from typing import Any, TypeVar
 from google.cloud import firestore
 
 from connector.adapters.firestore_cas import CONFLICTS, KnownLease, LeaseVersions, optimistic
+from connector.adapters.firestore_status import status_fields
 from connector.lease_record import (
+    MISSING_EPOCH,
     SERVER_NOW,
     LeaseRecord,
     LeaseView,
@@ -40,6 +42,7 @@ from connector.lease_record import (
     renew_fields,
     to_micros,
 )
+from connector.ports import Shown, StatusUpdate
 from wa_wire.names import Collections
 
 GET_ALL_BATCH = 300
@@ -94,14 +97,23 @@ class FirestoreLeaseStore:
         return [found[a] for a in accounts]
 
     def _stage(
-        self, batch: firestore.WriteBatch, account: str, fields: Mapping[str, Any], seen: KnownLease
+        self,
+        batch: firestore.WriteBatch,
+        account: str,
+        fields: Mapping[str, Any],
+        seen: KnownLease,
+        shown: StatusUpdate | None,
     ) -> None:
+        """The lease write first (its results carry the server time), then the status it shows."""
         ref = self._ref(account)
         stored = {k: firestore.SERVER_TIMESTAMP if v == SERVER_NOW else v for k, v in fields.items()}
         if seen.update_time is not None:
             batch.update(ref, stored, option=self._db.write_option(last_update_time=seen.update_time))
         else:
             batch.create(ref, stored)
+        if shown is not None:
+            account_ref = self._db.collection(Collections.ACCOUNTS).document(account)
+            batch.set(account_ref, status_fields(shown), merge=True)
 
     def _written(
         self, account: str, current: LeaseRecord | None, fields: Mapping[str, Any], result: Any
@@ -111,17 +123,24 @@ class FirestoreLeaseStore:
         self.versions.put(account, KnownLease(record, result.update_time))
         return LeaseView(account, record, stamp, written=True)
 
-    def _write(self, account: str, rule: Rule) -> LeaseView:
+    def _write(self, account: str, rule: Rule, shown: Shown | None = None, holder: str = "") -> LeaseView:
         """Apply `rule` by compare-and-set. First blind, on the lease as this store last saw it
         (one round trip: a renewal of an unchanged lease reads nothing); on a conflict, or when
         the rule would not write on that view, read it and apply the rule again."""
+
+        def showing(current: LeaseRecord | None, fields: Mapping[str, Any]) -> StatusUpdate | None:
+            if shown is None:
+                return None
+            epoch = fields.get("epoch", MISSING_EPOCH if current is None else current.epoch)
+            return StatusUpdate(shown.status, shown.reason, int(epoch), holder, jid=None)
+
         known = self.versions.get(account)
         fields = None if known is None else rule(known.record)
         if known is not None and fields is not None:
             batch = self._db.batch()
-            self._stage(batch, account, fields, known)
+            self._stage(batch, account, fields, known, showing(known.record, fields))
             try:
-                (result,) = batch.commit()
+                result = batch.commit()[0]  # the lease write comes first
             except CONFLICTS:
                 self.versions.forget(account)
             else:
@@ -133,7 +152,7 @@ class FirestoreLeaseStore:
             fields = rule(view.record)
             seen.update(view=view, fields=fields)
             if fields is not None:
-                self._stage(batch, account, fields, read)
+                self._stage(batch, account, fields, read, showing(view.record, fields))
 
         _, results = optimistic(self._db, body)
         view: LeaseView = seen["view"]
@@ -151,12 +170,12 @@ class FirestoreLeaseStore:
         return await self._run(self._get_many, list(accounts))
 
     async def try_acquire(
-        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
+        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
     ) -> LeaseView:
         check_id("holder", holder)
         check_ttl_ms(ttl_ms)
         return await self._run(
-            self._write, account, lambda cur: acquire_fields(cur, expected, holder, ttl_ms)
+            self._write, account, lambda cur: acquire_fields(cur, expected, holder, ttl_ms), shown, holder
         )
 
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
@@ -169,9 +188,11 @@ class FirestoreLeaseStore:
             executor=self._renewals,
         )
 
-    async def release(self, account: str, holder: str, epoch: int) -> LeaseView:
+    async def release(self, account: str, holder: str, epoch: int, shown: Shown | None = None) -> LeaseView:
         check_id("holder", holder)
-        return await self._run(self._write, account, lambda cur: release_fields(cur, holder, epoch))
+        return await self._run(
+            self._write, account, lambda cur: release_fields(cur, holder, epoch), shown, holder
+        )
 
     def _current_epoch(self, account: str) -> int:
         snapshot = self._ref(account).get()

@@ -26,15 +26,21 @@ from connector.lease_record import (
     renew_fields,
     to_micros,
 )
+from connector.ports import Shown, StatusUpdate
 
 Rule = Callable[[LeaseRecord | None], Mapping[str, Any] | None]
 
 
 class MemoryLeaseStore:
-    def __init__(self, server_clock: Clock | None = None) -> None:
+    def __init__(
+        self, server_clock: Clock | None = None, shows: Callable[[str, StatusUpdate], None] | None = None
+    ) -> None:
         self.server_clock: Clock = server_clock or SystemClock()
         self.docs: dict[str, dict[str, Any]] = {}
         self.writes = 0
+        self.shown: list[tuple[str, StatusUpdate]] = []
+        """Every status a lease write showed, in order (also passed to `shows`: a status fake)."""
+        self._shows = shows
         self._last: datetime | None = None
 
     def server_now(self) -> datetime:
@@ -51,7 +57,7 @@ class MemoryLeaseStore:
     def _view(self, account: str) -> LeaseView:
         return LeaseView(account, self._record(check_id("account", account)), self.server_now())
 
-    def _write(self, account: str, rule: Rule) -> LeaseView:
+    def _write(self, account: str, rule: Rule, shown: Shown | None = None, holder: str = "") -> LeaseView:
         current = self._record(check_id("account", account))
         fields = rule(current)
         now = self.server_now()
@@ -60,6 +66,11 @@ class MemoryLeaseStore:
         record = apply_write(account, current, fields, now)
         self.docs[account] = record.to_fields()
         self.writes += 1
+        if shown is not None:
+            update = StatusUpdate(shown.status, shown.reason, record.epoch, holder, jid=None)
+            self.shown.append((account, update))
+            if self._shows is not None:
+                self._shows(account, update)
         return LeaseView(account, record, now, written=True)
 
     async def get(self, account: str) -> LeaseView:
@@ -69,20 +80,20 @@ class MemoryLeaseStore:
         return [self._view(a) for a in accounts]
 
     async def try_acquire(
-        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
+        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
     ) -> LeaseView:
         check_id("holder", holder)
         check_ttl_ms(ttl_ms)
-        return self._write(account, lambda cur: acquire_fields(cur, expected, holder, ttl_ms))
+        return self._write(account, lambda cur: acquire_fields(cur, expected, holder, ttl_ms), shown, holder)
 
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         check_id("holder", holder)
         check_ttl_ms(ttl_ms)
         return self._write(account, lambda cur: renew_fields(cur, holder, epoch, ttl_ms))
 
-    async def release(self, account: str, holder: str, epoch: int) -> LeaseView:
+    async def release(self, account: str, holder: str, epoch: int, shown: Shown | None = None) -> LeaseView:
         check_id("holder", holder)
-        return self._write(account, lambda cur: release_fields(cur, holder, epoch))
+        return self._write(account, lambda cur: release_fields(cur, holder, epoch), shown, holder)
 
     async def current_epoch(self, account: str) -> int:
         return epoch_of(check_id("account", account), self.docs.get(account))

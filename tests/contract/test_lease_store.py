@@ -14,9 +14,10 @@ from google.cloud import firestore
 from connector.adapters.firestore_cas import fenced_epoch, optimistic
 from connector.adapters.firestore_leases import FirestoreLeaseStore
 from connector.adapters.memory_leases import MemoryLeaseStore
+from connector.adapters.memory_status import MemoryStatusWriter
 from connector.lease_record import LeaseError, LeaseRecord, fence
-from connector.ports import LeaseStore, StaleEpochError
-from wa_wire import Collections
+from connector.ports import LeaseStore, Shown, StaleEpochError
+from wa_wire import AccountStatus, Collections
 
 TTL_MS = 15_000
 PROBE = "lease_probe"
@@ -29,11 +30,13 @@ class Rig:
     read_raw: Callable[[str], dict[str, Any] | None]
     fenced_write: Callable[[str, int, str], None]  # a write fenced on the lease, as other adapters do
     probes: Callable[[], dict[str, str]]
+    shown: Callable[[str], dict[str, Any] | None]  # the account document's status fields
     extra: list[Any] = field(default_factory=list)
 
 
 def memory_rig() -> Rig:
-    fake = MemoryLeaseStore()
+    accounts = MemoryStatusWriter()
+    fake = MemoryLeaseStore(shows=accounts.write_sync)
     probes: dict[str, str] = {}
 
     def fenced_write(account: str, epoch: int, value: str) -> None:
@@ -46,6 +49,7 @@ def memory_rig() -> Rig:
         read_raw=fake.docs.get,
         fenced_write=fenced_write,
         probes=lambda: dict(probes),
+        shown=accounts.docs.get,
     )
 
 
@@ -62,12 +66,16 @@ def firestore_rig(client: firestore.Client) -> Rig:
     def probes() -> dict[str, str]:
         return {doc.id: (doc.to_dict() or {})["value"] for doc in client.collection(PROBE).stream()}
 
+    def shown(account: str) -> dict[str, Any] | None:
+        return client.collection(Collections.ACCOUNTS).document(account).get().to_dict()
+
     return Rig(
         store=FirestoreLeaseStore(client),
         put_raw=lambda account, data: leases.document(account).set(data),
         read_raw=lambda account: leases.document(account).get().to_dict(),
         fenced_write=fenced_write,
         probes=probes,
+        shown=shown,
     )
 
 
@@ -192,6 +200,42 @@ async def test_a_release_by_someone_else_writes_nothing(rig: Rig) -> None:
     assert not (await rig.store.release("acct", "conn-b", 1)).written
     assert not (await rig.store.release("acct", "conn-a", 2)).written
     assert (await rig.store.get("acct")).record == first
+
+
+# ---- statuses shown with a lease write
+
+
+def status_of(rig: Rig, account: str) -> tuple[object, ...] | None:
+    doc = rig.shown(account)
+    if doc is None:
+        return None
+    return tuple(doc.get(k) for k in ("status", "status_reason", "holder", "lease_epoch"))
+
+
+async def test_an_acquire_shows_its_status_held_at_the_new_epoch(rig: Rig) -> None:
+    first = await acquire(rig, "acct", "conn-a")
+    taking = Shown(AccountStatus.CONNECTING, "checking")
+    view = await rig.store.try_acquire("acct", "conn-b", TTL_MS, first, taking)
+    assert view.written
+    assert status_of(rig, "acct") == ("connecting", "checking", "conn-b", 2)
+
+
+async def test_an_acquire_that_writes_nothing_shows_nothing(rig: Rig) -> None:
+    await acquire(rig, "acct", "conn-a")
+    view = await rig.store.try_acquire("acct", "conn-b", TTL_MS, None, Shown(AccountStatus.CONNECTING, "x"))
+    assert not view.written
+    assert status_of(rig, "acct") is None
+
+
+async def test_a_release_shows_its_status_at_the_released_epoch(rig: Rig) -> None:
+    await acquire(rig, "acct", "conn-a")
+    leaving = Shown(AccountStatus.UNATTENDED, "released by conn-a")
+    assert not (await rig.store.release("acct", "conn-b", 1, leaving)).written
+    assert status_of(rig, "acct") is None
+    assert (await rig.store.release("acct", "conn-a", 1, leaving)).written
+    assert status_of(rig, "acct") == ("unattended", "released by conn-a", "conn-a", 1)
+    doc = rig.shown("acct") or {}
+    assert "qr" not in doc
 
 
 # ---- fencing other writers

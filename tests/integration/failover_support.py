@@ -113,14 +113,33 @@ def held_by(stack: Stack, connector: str) -> dict[str, dict[str, Any]]:
     return accounts
 
 
-def connected_once(stack: Stack, connector: str, accounts: Sequence[str]) -> bool:
+@dataclass(frozen=True)
+class Check:
+    """A probe's answer that says, when it is no, what was still missing (wait_until prints it)."""
+
+    ok: bool
+    why: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def __repr__(self) -> str:
+        return "ok" if self.ok else self.why
+
+
+def connected_once(stack: Stack, connector: str, accounts: Sequence[str]) -> Check:
     """`connector` holds every account, each is `connected` in its /status and Firestore, once at sim."""
     held = held_by(stack, connector)
-    if any(held.get(a, {}).get("status") != "connected" for a in accounts):
-        return False
-    if set(statuses(stack.client, accounts).values()) != {"connected"}:
-        return False
-    return all(len(live) == 1 for live in open_connections(stack, accounts).values())
+    views = {a: held.get(a, {}).get("status") for a in accounts}
+    if any(status != "connected" for status in views.values()):
+        return Check(False, f"{connector}'s /status: {views}")
+    stored = statuses(stack.client, accounts)
+    if set(stored.values()) != {"connected"}:
+        return Check(False, f"Firestore statuses: {stored}; leases: {leases(stack.client, accounts)}")
+    live = open_connections(stack, accounts)
+    if any(len(found) != 1 for found in live.values()):
+        return Check(False, f"live sim connections: {live}")
+    return Check(True)
 
 
 def registered(stack: Stack, connectors: Iterable[str]) -> bool:

@@ -147,6 +147,12 @@ class Stack:
             return data
         return None
 
+    def log_tails(self, lines: int = 60) -> str:
+        """The end of every connector's log (pytest shows it when a test fails)."""
+        return "\n".join(
+            f"--- {name}: {proc.log}\n{proc.tail(lines)}" for name, (proc, _) in self.connectors.items()
+        )
+
     def close(self) -> None:
         for proc, _port in self.connectors.values():
             proc.stop()

@@ -73,6 +73,7 @@ def two(tmp_path: Path, clean_firestore: firestore.Client, topic: str) -> Iterat
         running.start_connector(B, **ENV)
         wait_until("both connectors registered", lambda: fs.registered(running, [A, B]), 30)
         yield running
+        print(running.log_tails())
 
 
 def good_backups(two: Stack, accounts: list[str]) -> bool:

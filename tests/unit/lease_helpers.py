@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from connector.lease_record import LeaseRecord, LeaseView
-from connector.ports import LeaseStore
+from connector.ports import LeaseStore, Shown
 
 
 class StoreDown(ConnectionError):
@@ -47,18 +47,18 @@ class FlakyStore:
         return await self.store.get_many(accounts)
 
     async def try_acquire(
-        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
+        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
     ) -> LeaseView:
         await self._enter("try_acquire", [account])
-        return await self.store.try_acquire(account, holder, ttl_ms, expected)
+        return await self.store.try_acquire(account, holder, ttl_ms, expected, shown)
 
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         await self._enter("renew", [account])
         return await self.store.renew(account, holder, epoch, ttl_ms)
 
-    async def release(self, account: str, holder: str, epoch: int) -> LeaseView:
+    async def release(self, account: str, holder: str, epoch: int, shown: Shown | None = None) -> LeaseView:
         await self._enter("release", [account])
-        return await self.store.release(account, holder, epoch)
+        return await self.store.release(account, holder, epoch, shown)
 
     async def current_epoch(self, account: str) -> int:
         await self._enter("current_epoch", [account])

@@ -572,6 +572,28 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
         S.UNATTENDED,
         [SetStatus(S.UNATTENDED, RELEASED_REASON), Stopped()],
     ),
+    (
+        "stop whose lease release shows unattended: the machine writes no status",
+        at(Phase.BACKOFF),
+        StopRequested(show_released=False),
+        Phase.IDLE,
+        S.UNATTENDED,
+        [Stopped()],
+    ),
+    (
+        "stopped after such a connected release: the final backup, no status",
+        at(
+            Phase.STOPPING,
+            status=S.CONNECTED,
+            after_stop=AfterStop.RELEASE,
+            final_backup=True,
+            show_released=False,
+        ),
+        WorkerExited("exit 0"),
+        Phase.IDLE,
+        S.UNATTENDED,
+        [Disarm(Timer.STOP_BOUND), Backup(True, final=True), Stopped()],
+    ),
 ]
 
 

@@ -12,7 +12,9 @@ from connector.clock import FakeClock
 from connector.lease import LeaseConfig
 from connector.lease_loop import LeaseElector
 from connector.lease_record import LeaseError, LeaseRecord, LeaseView
+from connector.ports import Shown
 from tests.unit.lease_helpers import FlakyStore, Recorder
+from wa_wire import AccountStatus
 
 CONFIG = LeaseConfig()
 
@@ -142,10 +144,10 @@ class SlowAcquires(FlakyStore):
         self.acquires = asyncio.Event()
 
     async def try_acquire(
-        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
+        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
     ) -> LeaseView:
         await self.acquires.wait()
-        return await super().try_acquire(account, holder, ttl_ms, expected)
+        return await super().try_acquire(account, holder, ttl_ms, expected, shown)
 
 
 async def test_renewals_do_not_wait_behind_a_takeover_s_acquisitions(
@@ -202,6 +204,20 @@ async def test_a_release_hands_over_at_once(clock: FakeClock, store: MemoryLease
     assert b.elector.held() == {"acct": 2}
     assert a.heard.events == [("acquired", "acct", 1)]  # a release is not a loss
     assert not await a.elector.release("acct")  # nothing left to release
+
+
+async def test_acquisitions_and_releases_show_the_statuses_they_are_given(clock: FakeClock) -> None:
+    store = MemoryLeaseStore()
+    a = Host("conn-a", store, clock)
+    a.elector.acquire_shows = Shown(AccountStatus.CONNECTING, "taking it")
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    await run(clock, [a], CONFIG.renew_interval_s * 2)  # renewals show nothing
+    assert await a.elector.release("acct", Shown(AccountStatus.UNATTENDED, "gone"))
+    assert [(acc, u.status, u.reason, u.holder, u.epoch) for acc, u in store.shown] == [
+        ("acct", AccountStatus.CONNECTING, "taking it", "conn-a", 1),
+        ("acct", AccountStatus.UNATTENDED, "gone", "conn-a", 1),
+    ]
 
 
 async def test_a_hint_that_a_lease_was_released_reads_it_before_the_next_poll(

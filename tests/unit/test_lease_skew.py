@@ -29,6 +29,7 @@ from connector.adapters.memory_leases import MemoryLeaseStore
 from connector.lease import LeaseConfig
 from connector.lease_loop import LeaseElector
 from connector.lease_record import LeaseRecord, LeaseView
+from connector.ports import Shown
 from tests.unit.lease_helpers import Recorder, StoreDown
 
 T = TypeVar("T")
@@ -136,15 +137,15 @@ class SimPath:
         return await self._call(lambda: self.store.get_many(accounts))
 
     async def try_acquire(
-        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None
+        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
     ) -> LeaseView:
-        return await self._call(lambda: self.store.try_acquire(account, holder, ttl_ms, expected))
+        return await self._call(lambda: self.store.try_acquire(account, holder, ttl_ms, expected, shown))
 
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         return await self._call(lambda: self.store.renew(account, holder, epoch, ttl_ms))
 
-    async def release(self, account: str, holder: str, epoch: int) -> LeaseView:
-        return await self._call(lambda: self.store.release(account, holder, epoch))
+    async def release(self, account: str, holder: str, epoch: int, shown: Shown | None = None) -> LeaseView:
+        return await self._call(lambda: self.store.release(account, holder, epoch, shown))
 
     async def current_epoch(self, account: str) -> int:
         return await self._call(lambda: self.store.current_epoch(account))

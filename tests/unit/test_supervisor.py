@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from connector import account as a
+from connector.account_machine import BEGIN_REASON
 from connector.clock import SystemClock
-from connector.ports import MemoryEventSink, StatusUpdate
+from connector.ports import MemoryEventSink, Shown, StatusUpdate
 from connector.supervisor import Supervisor, SupervisorConfig, backoff_delay
 from connector.workers import protocol as wp
 from wa_wire import AccountStatus, CommandAction, EventType
@@ -241,6 +242,25 @@ async def test_release_takes_a_final_backup_and_stops_the_worker(rig: Rig) -> No
     assert not rig.w.alive("acct")
     assert rig.sup.held() == []
     assert rig.status.last() is AccountStatus.UNATTENDED, "released: nobody drives it until the next holder"
+
+
+async def test_a_release_whose_lease_release_shows_unattended_writes_no_status_itself(rig: Rig) -> None:
+    rig.sup.hold("acct", epoch=1)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    assert await rig.sup.release("acct", within_s=5, show_released=False)
+    assert not rig.w.alive("acct")
+    assert rig.status.last() is AccountStatus.CONNECTED, "the daemon's lease release shows unattended"
+
+
+async def test_the_status_an_acquisition_showed_is_not_written_again(rig: Rig) -> None:
+    shown = Shown(AccountStatus.CONNECTING, BEGIN_REASON)
+    rig.sup.hold("acct", epoch=1, shown=shown)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    assert [w.status for w in rig.status.writes] == [AccountStatus.CONNECTED]
+    rig.sup.hold("other", epoch=1, shown=Shown(AccountStatus.CONNECTING, "something else"))
+    await until(lambda: len(rig.status.writes) == 3)
+    assert [w.status for w in rig.status.writes[1:]] == [AccountStatus.CONNECTING, AccountStatus.CONNECTED]
+    await rig.sup.shutdown(within_s=5)
 
 
 async def test_a_final_backup_does_not_wait_for_a_periodic_one_still_waiting_for_its_slot(
