@@ -17,6 +17,7 @@ from connector.adapters.firestore_backups import FirestoreBackupStore
 from connector.adapters.firestore_cas import LeaseVersions
 from connector.adapters.firestore_commands import FirestoreCommandStore
 from connector.adapters.firestore_connectors import FirestoreConnectorRegistry
+from connector.adapters.firestore_hints import FirestoreHandoffHints
 from connector.adapters.firestore_leases import FirestoreLeaseStore
 from connector.adapters.firestore_status import FirestoreStatusWriter
 from connector.adapters.pubsub_publisher import PubSubPublisher
@@ -131,6 +132,7 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
         elector_factory=elector,
         registry=FirestoreConnectorRegistry(client),
         directory=FirestoreAccountDirectory(client),
+        hints=FirestoreHandoffHints(client),
         inbox_factory=inbox,
         status=status,
         outbox=outbox,

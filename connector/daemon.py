@@ -28,12 +28,13 @@ from connector import account as a
 from connector.adapters.firestore_accounts import FirestoreAccountDirectory
 from connector.assignment import AssignmentConfig, ConnectorLiveness, ReleaseReason, plan
 from connector.clock import Clock
+from connector.handoff_hints import HintSender
 from connector.http_api import HttpApi, Readiness
 from connector.inbox import CommandInbox
 from connector.lease_loop import LeaseElector
 from connector.metrics import ConnectorMetrics
 from connector.outbox import Outbox
-from connector.ports import ConnectorRegistry, EventPublisher, Shown, StatusUpdate, StatusWriter
+from connector.ports import ConnectorRegistry, EventPublisher, HandoffHints, Shown, StatusUpdate, StatusWriter
 from connector.registry_record import ConnectorInfo
 from connector.supervisor import Supervisor
 from connector.vault import SessionVault
@@ -48,7 +49,7 @@ class DaemonConfig:
     host: str
     capacity: int = 500
     placement_every_s: float = 2.0
-    refresh_desired_every_s: float = 60.0
+    refresh_desired_every_s: float = 10.0  # commands and handoff hints bring the urgent cases at once
     health_every_s: float = 30.0
     shutdown_bound_s: float = 20.0
     release_bound_s: float = 10.0
@@ -67,6 +68,7 @@ class Daemon:
         elector_factory: Callable[[Daemon], LeaseElector],
         registry: ConnectorRegistry,
         directory: FirestoreAccountDirectory,
+        hints: HandoffHints,
         inbox_factory: Callable[[Daemon], CommandInbox],
         status: StatusWriter,
         outbox: Outbox,
@@ -79,6 +81,9 @@ class Daemon:
         self.backup_gauges = backup_gauges  # VaultBridge.refresh_backup_gauges
         self.supervisor, self.vault = supervisor, vault
         self.registry, self.directory, self.status = registry, directory, status
+        self.hints = hints
+        self._live: set[str] = set()  # the live connectors placement last saw (hint targets)
+        self.hint_sender = HintSender(hints, lambda: sorted(self._live - {config.connector_id}))
         self.outbox, self.publisher, self.metrics = outbox, publisher, metrics
         self.elector = elector_factory(self)
         self.inbox = inbox_factory(self)
@@ -124,6 +129,10 @@ class Daemon:
             if await asyncio.to_thread(self.directory.still_desired, [account]):
                 log.info("account %s: known from a command before the directory listed it", account)
 
+    def _on_hint(self, accounts: list[str]) -> None:
+        log.info("hint: %d accounts released by another connector; reading their leases", len(accounts))
+        self.elector.look(accounts)
+
     def on_held_until(self, account: str, epoch: int, until_mono: float) -> None:
         self._spawn(self.supervisor.extend_hold(account, until_mono))
 
@@ -155,11 +164,10 @@ class Daemon:
             log.error("topic not ready (events wait in the outbox): %s", exc)
         loop = asyncio.get_running_loop()
 
-        def released(accounts: list[str]) -> None:  # the listener's thread: hop to the loop
-            loop.call_soon_threadsafe(self.elector.look, accounts)
+        def hinted(accounts: list[str]) -> None:  # the listener's thread: hop to the loop
+            loop.call_soon_threadsafe(self._on_hint, accounts)
 
-        self.directory.on_unattended = released
-        self.directory.listen()
+        self.hints.listen(self.config.connector_id, hinted)
         self._register_readiness()
         await self.http.start()
         self._tasks = [
@@ -200,11 +208,10 @@ class Daemon:
         now = self.clock.monotonic()
         live = self.liveness.capacities(view, now)
         live.setdefault(self.config.connector_id, self.config.capacity)
-        if now - self._last_refresh > self.config.refresh_desired_every_s or not self.directory.listening():
+        self._live = set(live)
+        if now - self._last_refresh > self.config.refresh_desired_every_s:
             await asyncio.to_thread(self.directory.refresh)
             self._last_refresh = now
-            if not self.directory.listening():
-                self.directory.listen()
         decided = plan(
             self.config.connector_id,
             live=live,
@@ -239,6 +246,8 @@ class Daemon:
             stopped = time.monotonic()
             reason = f"released by {self.config.connector_id}; waiting for the next holder"
             released = await self.elector.release(account, Shown(AccountStatus.UNATTENDED, reason))
+            if released:
+                self.hint_sender.note(account)
             if epoch is not None and not released:  # a failed release: show it all the same (fenced)
                 with contextlib.suppress(Exception):
                     update = StatusUpdate(
@@ -332,7 +341,7 @@ class Daemon:
             await self.registry.remove(self.config.connector_id)
         await self.outbox.flush(timeout_s=3.0)
         self.outbox.stop()
-        self.directory.stop()
+        self.hints.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -343,6 +352,7 @@ class Daemon:
     async def _release_everything(self) -> None:
         accounts = list(self.elector.held())
         results = await asyncio.gather(*(self.hand_off(acc) for acc in accounts), return_exceptions=True)
+        await self.hint_sender.flush()
         seconds = sorted(r for r in results if isinstance(r, float))
         if seconds:
             log.info(

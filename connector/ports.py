@@ -323,6 +323,22 @@ class LeaseStore(Protocol):
         ...
 
 
+class HandoffHints(Protocol):
+    """`handoffs/{connector}`: accounts other connectors just released, for this one to read
+    their leases now rather than at its next poll. Only a hint: the lease decides."""
+
+    def send(self, to: Sequence[str], accounts: Sequence[str]) -> None:
+        """Add `accounts` to the hints of each connector in `to` (one commit)."""
+        ...
+
+    def listen(self, me: str, on_hint: Callable[[list[str]], None]) -> None:
+        """Call `on_hint` (from another thread) with the accounts hinted to `me`; each is
+        delivered once, then cleared."""
+        ...
+
+    def stop(self) -> None: ...
+
+
 class ConnectorRegistry(Protocol):
     """`connectors/{id}`: each connector's heartbeat, with its capacity."""
 

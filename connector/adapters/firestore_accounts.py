@@ -1,94 +1,59 @@
 """Which accounts should be driven: `accounts/{id}` with `desired: active`.
 
-One query listener keeps the set current; `refresh` re-reads it (the listener
-can stop silently after hours: NOTES.md) and the placement loop calls it now
-and then. Under write load the emulator's listener was seen to leave activated
-accounts out of its snapshots for minutes (python-firestore #367: a reset can
-report documents removed), so what a refresh or a point read confirmed is kept
-apart from the listener's view. The set is good for claims, never proof that
-an account is no longer wanted: `still_desired` asks the documents themselves
-before anything is released.
+Read by a query now and then (`refresh`, from the placement loop) and by point
+reads (`still_desired`), not by a listener: a listener on `accounts` would
+receive every status and backup write of every account on every connector (a
+billed read each on Firestore; in the emulator each such write became several
+times slower per listener). What must be quick does not wait for a refresh: a
+pending command for an unknown account makes the daemon read that document at
+once, and a released account reaches the next holder as a handoff hint
+(connector/adapters/firestore_hints.py). The set is good for claims, never proof
+that an account is no longer wanted: `still_desired` asks the documents
+themselves before anything is released.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from wa_wire import AccountStatus, Collections
+from wa_wire import Collections
 
 DESIRED_ACTIVE = "active"
 
 
 class FirestoreAccountDirectory:
-    """The desired set: what the listener says, plus what queries and point reads confirmed.
-
-    Kept as two sets because the listener's snapshots replace its whole view and,
-    in the emulator under load, that view can lack an account for minutes: an
-    account a refresh or a point read found must survive those snapshots. It
-    leaves when a point read or a refresh says it is not desired, or when the
-    listener reports it removed (the point read before any release then decides).
-    """
+    """The desired set: the last refresh, mended by point reads since."""
 
     def __init__(self, client: firestore.Client) -> None:
         self._client = client
         self._lock = threading.Lock()
-        self._listened: set[str] = set()
-        self._confirmed: set[str] = set()
-        self._snapshots = 0  # listener snapshots so far: one during a refresh is newer than it
-        self._watch: Any = None
+        self._desired: set[str] = set()
+        self._read_during_refresh: dict[str, bool] | None = None  # point reads while a refresh runs
         self.loaded = threading.Event()
-        self.on_unattended: Callable[[list[str]], None] | None = None
-        """Called from the listener's thread with accounts whose document changed to status
-        `unattended` (a holder released them): a hint to read their leases now."""
 
     def _query(self) -> Any:
         accounts = self._client.collection(Collections.ACCOUNTS)
         return accounts.where(filter=FieldFilter("desired", "==", DESIRED_ACTIVE))
 
-    def listen(self) -> None:
-        self.stop()
-
-        def on_snapshot(docs: list[Any], changes: list[Any], _read_time: Any) -> None:
-            self.take_snapshot({doc.id for doc in docs})
-            released = [
-                change.document.id
-                for change in changes
-                if (change.document.to_dict() or {}).get("status") == AccountStatus.UNATTENDED.value
-            ]
-            if released and self.on_unattended is not None:
-                self.on_unattended(released)
-
-        self._watch = self._query().on_snapshot(on_snapshot)
-
-    def take_snapshot(self, ids: set[str]) -> None:
-        """The listener's whole view; what it reports removed leaves the confirmed set too."""
-        with self._lock:
-            self._confirmed -= self._listened - ids
-            self._listened = set(ids)
-            self._snapshots += 1
-        self.loaded.set()
-
-    def listening(self) -> bool:
-        return self._watch is not None and bool(self._watch.is_active)
-
     def refresh(self) -> set[str]:
-        """Query the whole set again (the listener can stop silently after hours: NOTES.md).
-
-        The answer replaces everything, unless a snapshot arrived while it was read:
-        that snapshot is newer, so the listener's view stays beside it.
-        """
+        """Query the whole set again. A point read that answered while the query ran is
+        newer than the query's answer for that account, and wins."""
         with self._lock:
-            seen = self._snapshots
-        ids = {doc.id for doc in self._query().select([]).stream()}
+            self._read_during_refresh = {}
+        try:
+            ids = {doc.id for doc in self._query().select([]).stream()}
+        finally:
+            with self._lock:
+                newer, self._read_during_refresh = self._read_during_refresh or {}, None
         with self._lock:
-            self._confirmed = ids
-            if self._snapshots == seen:
-                self._listened = set()
+            self._desired = (ids - {a for a, wanted in newer.items() if not wanted}) | {
+                a for a, wanted in newer.items() if wanted
+            }
         self.loaded.set()
         return self.desired()
 
@@ -105,14 +70,11 @@ class FirestoreAccountDirectory:
             if snap.exists and (snap.to_dict() or {}).get("desired") == DESIRED_ACTIVE
         }
         with self._lock:
-            self._confirmed = (self._confirmed - asked) | wanted
+            self._desired = (self._desired - asked) | wanted
+            if self._read_during_refresh is not None:
+                self._read_during_refresh.update({a: a in wanted for a in asked})
         return wanted
 
     def desired(self) -> set[str]:
         with self._lock:
-            return self._listened | self._confirmed
-
-    def stop(self) -> None:
-        if self._watch is not None:
-            self._watch.unsubscribe()
-            self._watch = None
+            return set(self._desired)

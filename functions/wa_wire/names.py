@@ -22,6 +22,7 @@ class Collections(StrEnum):
     COMMANDS = "commands"
     REQUESTS = "requests"
     PROCESSED_EVENTS = "processed_events"
+    HANDOFFS = "handoffs"  # connector-to-connector hints: accounts just released (connector only)
 
 
 class SubCollections(StrEnum):
