@@ -331,6 +331,9 @@ class Daemon:
         # holders of our accounts (no head start to wait for) while the final backups run.
         with contextlib.suppress(Exception):
             await self.registry.remove(self.config.connector_id)
+        with contextlib.suppress(Exception):  # hint every live host, also one that joined since the last pass
+            view = await self.registry.list_connectors()
+            self._live |= set(self.liveness.capacities(view, self.clock.monotonic()))
         try:
             await asyncio.wait_for(self._release_everything(), self.config.shutdown_bound_s)
         except TimeoutError:
