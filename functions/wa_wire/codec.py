@@ -48,9 +48,22 @@ def parse_timestamp(text: str, field: str = "") -> datetime:
     return moment
 
 
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved field types of a contract class, once per class: resolving them is
+    most of the cost of decoding a small message (measured: 12% of a connector's CPU in a
+    takeover of 200 accounts, decoding worker reports)."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls)
+    return hints
+
+
 def validate_fields(obj: object) -> None:
     """Check each field of a contract dataclass against its type and metadata."""
-    hints = typing.get_type_hints(type(obj))
+    hints = _type_hints(type(obj))
     for spec in dataclasses.fields(obj):  # type: ignore[arg-type]
         _check_value(getattr(obj, spec.name), hints[spec.name], spec.name, spec.metadata)
 
@@ -123,7 +136,7 @@ def decode(cls: type[T], data: object, prefix: str = "") -> T:
     """Build `cls` from a plain dict, rejecting missing, extra and ill-typed fields."""
     if not isinstance(data, dict):
         raise WireError(prefix.rstrip("."), "must be a JSON object")
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     specs = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     extra = sorted(k for k in data if k not in specs)
     if extra:
