@@ -71,6 +71,26 @@ acquire, connecting, newest manifest, connected) plus the listeners' fan-out, an
 the emulator and both connectors used 12.3 CPU-seconds of the 16 available in the
 first 8 s. Met: kill -9 max <= TTL + 5 s at 200; graceful <= 3 s up to 50 accounts.
 Not met: graceful <= 3 s at 200. Double connections: none in any run.
+
+Session 4. The emulator's cost was its listeners: with two listeners on a 200-document
+collection, each write to it was ~8x slower (measured: ~1,170 vs ~120-180 writes/s at 16
+threads, also with the listeners in another process; a one-document listener costs
+nothing), and both connectors listened to all of `accounts`. Statuses ride on lease
+writes (`connecting` with the acquire, `unattended` with the release); the desired
+set is polled (every 10 s, plus point reads on commands) and a released account
+reaches the next holder as a hint in `handoffs/{connector}` (one document each).
+200 accounts, fresh emulator, quiet machine (load 2-3):
+  statuses on lease writes only:         SIGTERM exit 7.6 / back p50 6.9 / max 9.8 s
+  ... and no `accounts` listener, no hint: SIGTERM exit 1.7 / back p50 4.2 / max 5.7 s
+  with hints (final code, 4 runs): SIGTERM exit 1.7-3.7 s, back p50 2.5-4.3 / max 3.9-6.0 s;
+    the spread follows the final backups needed (0: 1.7 / 3.9 s; 51-63: 2.7-3.7 / 4.6-5.5 s;
+    97: 3.7 / 6.0 s); kill -9 p50 12.6-13.1 / max 15.4-16.1 s.
+  50 accounts: kill -9 max 12.6 s; SIGTERM exit 0.73 s, back max 1.02 s.
+  20 accounts: kill -9 max 12.2 s; SIGTERM exit 0.52 s, back max 0.81 s.
+The new holder is now the slow side: it took 200 leases 0.3-5.8 s after the SIGTERM while
+its process held the GIL about a third of the time (py-spy --gil), i.e. it waits on the
+emulator (one lease read batch, an acquire, the newest-manifest query and the `connected`
+write per account). Not met: back within 3 s at 200. Double connections: none.
 """
 
 from __future__ import annotations
