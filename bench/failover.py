@@ -82,7 +82,7 @@ reaches the next holder as a hint in `handoffs/{connector}` (one document each).
 200 accounts, fresh emulator, quiet machine (load 2-3):
   statuses on lease writes only:         SIGTERM exit 7.6 / back p50 6.9 / max 9.8 s
   ... and no `accounts` listener, no hint: SIGTERM exit 1.7 / back p50 4.2 / max 5.7 s
-  with hints (final code, 4 runs): SIGTERM exit 1.7-3.7 s, back p50 2.5-4.3 / max 3.9-6.0 s;
+  with hints (4 runs: one with 48 lease slots, one under py-spy): SIGTERM exit 1.7-3.7 s, back p50 2.5-4.3 / max 3.9-6.0 s;
     the spread follows the final backups needed (0: 1.7 / 3.9 s; 51-63: 2.7-3.7 / 4.6-5.5 s;
     97: 3.7 / 6.0 s); kill -9 p50 12.6-13.1 / max 15.4-16.1 s.
   50 accounts: kill -9 max 12.6 s; SIGTERM exit 0.73 s, back max 1.02 s.
