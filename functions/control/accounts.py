@@ -1,9 +1,11 @@
 """Reading an account as the policy sees it, and writing a decision back.
 
-Everything here runs inside the caller's transaction: reads first (account,
-existing commands; the lease and the backup manifests are read outside it,
-without locks), then the writes of one decision, so the dedupe record, the state and the
-commands land together or not at all.
+The reads come first (account, existing commands; the lease and the backup
+manifests always without locks), then the writes of one decision, so the dedupe
+record, the state and the commands land together or not at all. The caller runs
+them in a transaction (the sweep) or, with `tx=None` and a batch whose account
+write is guarded by the read's update_time, optimistically (lifecycle events:
+control/effects.py says why).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Loaded:
     data: dict[str, Any]
     exists: bool
     lease: dict[str, Any]
+    update_time: Any = None  # the account document's, as read (None: missing)
 
 
 def account_ref(db: firestore.Client, account: str) -> firestore.DocumentReference:
@@ -80,7 +83,7 @@ def policy_record(account: str, data: dict[str, Any]) -> PolicyRecord:
         return PolicyRecord()
 
 
-def load(db: firestore.Client, tx: firestore.Transaction, account: str) -> Loaded:
+def load(db: firestore.Client, tx: firestore.Transaction | None, account: str) -> Loaded:
     snap = account_ref(db, account).get(transaction=tx)
     # Read outside the transaction on purpose: a transactional read locks the lease, and the
     # connector's renewals would wait behind this transaction (NOTES.md: emulator lock waits).
@@ -97,10 +100,10 @@ def load(db: firestore.Client, tx: firestore.Transaction, account: str) -> Loade
         backups=backup_refs(account, manifests),
         lease_epoch=lease_epoch(account, lease_data),
     )
-    return Loaded(view, data, snap.exists, lease_data or {})
+    return Loaded(view, data, snap.exists, lease_data or {}, snap.update_time if snap.exists else None)
 
 
-def missing_commands(db: firestore.Client, tx: firestore.Transaction, decision: Decision) -> list[str]:
+def missing_commands(db: firestore.Client, tx: firestore.Transaction | None, decision: Decision) -> list[str]:
     """Ids of the decision's commands not yet stored (a read, so call it before any write)."""
     if not decision.commands:
         return []
@@ -134,13 +137,25 @@ def account_fields(decision: Decision, loaded: Loaded) -> dict[str, Any]:
 
 
 def write_decision(
-    db: firestore.Client, tx: firestore.Transaction, loaded: Loaded, decision: Decision, new_ids: list[str]
+    db: firestore.Client,
+    tx: firestore.Transaction | firestore.WriteBatch,
+    loaded: Loaded,
+    decision: Decision,
+    new_ids: list[str],
+    *,
+    guarded: bool = False,
 ) -> None:
-    """Apply a decision: account fields, manifests marked good, new commands."""
+    """Apply a decision: account fields, manifests marked good, new commands. `guarded`: the
+    account write fails the commit if the document changed since `loaded` was read, also
+    when the decision changes nothing (the decision was made on that version)."""
     account = loaded.view.account_id
+    ref = account_ref(db, account)
+    if guarded:
+        _guard_account(db, tx, ref, loaded, account_fields(decision, loaded) if decision.changed else None)
     if not decision.changed:
         return
-    tx.set(account_ref(db, account), account_fields(decision, loaded), merge=True)
+    if not guarded:
+        tx.set(ref, account_fields(decision, loaded), merge=True)
     known = {b.generation: b.good for b in loaded.view.backups}
     for generation in decision.mark_good:
         if known.get(generation) is False:
@@ -148,3 +163,30 @@ def write_decision(
     for cid, command in decision.commands:
         if cid in new_ids:
             tx.create(db.collection(Collections.COMMANDS).document(cid), encode(command))
+
+
+def _guard_account(
+    db: firestore.Client,
+    batch: firestore.Transaction | firestore.WriteBatch,
+    ref: firestore.DocumentReference,
+    loaded: Loaded,
+    fields: dict[str, Any] | None,
+) -> None:
+    """Write `fields` (or, when None, rewrite one field with its own value: no change, and
+    Firestore then keeps the update_time) on the version read; create a missing document."""
+    if not loaded.exists:
+        if fields is None:
+            batch.delete(ref, option=db.write_option(exists=False))  # still missing, or conflict
+        else:
+            batch.create(ref, fields)
+        return
+    if fields is None:
+        if not loaded.data:
+            return  # an empty document: nothing to rewrite unchanged, and nothing to decide on
+        kept = min(loaded.data)
+        fields = {kept: loaded.data[kept]}
+    elif isinstance(fields.get("backup"), dict):  # merge into the summary, do not replace it
+        fields = {k: v for k, v in fields.items() if k != "backup"} | {
+            "backup.good": fields["backup"]["good"]
+        }
+    batch.update(ref, fields, option=db.write_option(last_update_time=loaded.update_time))

@@ -29,31 +29,44 @@ def firestore_client() -> firestore.Client:
     return _client
 
 
+ATTEMPTS = 8
+CONFLICTS = (gexc.FailedPrecondition, gexc.AlreadyExists, gexc.NotFound)
+"""What a guarded commit raises when something it read changed: read again and decide again."""
+
+
+class ContentionError(Exception):
+    """Every attempt met a concurrent change (transient: control/lifecycle.py retries it)."""
+
+
 def apply_lifecycle_event(
     db: firestore.Client, event: LifecycleEvent, now: datetime, config: PolicyConfig
 ) -> Outcome:
-    """Dedupe, load, decide, write: one transaction per event.
+    """Dedupe, load, decide, write: one guarded batch per event, no transaction.
 
-    The dedupe record `processed_events/{event_id}` is created in the same
-    transaction as the account's new state and the commands, so a redelivery
-    changes nothing but the record's `deliveries` counter. Stale-epoch and
-    too-old events are recorded as processed (with their outcome) and change
-    nothing else.
+    The dedupe record `processed_events/{event_id}` is created in the same batch
+    as the account's new state and the commands, so a redelivery changes nothing
+    but the record's `deliveries` counter. Stale-epoch and too-old events are
+    recorded as processed (with their outcome) and change nothing else.
+
+    Why not a transaction: the emulator locks what a transaction reads, and the
+    events of one account arrive together (logged_out, restored, connected within
+    milliseconds); their transactions waited on each other's locks until "lock
+    timeout", five attempts in a row, and the event was lost (seen in the demo: a
+    second logout never ordered its restore). A batch holds no lock; a conflict
+    costs a re-read.
     """
     processed = db.collection(Collections.PROCESSED_EVENTS).document(event.event_id)
     if not moves_state(event.type):
         return record_fact(processed, event)
-
-    @firestore.transactional
-    def apply(tx: firestore.Transaction) -> Outcome:
-        seen = processed.get(transaction=tx)
-        if seen.exists:
-            tx.update(processed, {"deliveries": firestore.Increment(1)})
+    for _ in range(ATTEMPTS):
+        if processed.get().exists:
+            processed.update({"deliveries": firestore.Increment(1)})
             return Outcome.DUPLICATE
-        loaded = accounts.load(db, tx, event.account_id)
+        loaded = accounts.load(db, None, event.account_id)
         decision = decide(event, loaded.view, now, config)
-        new_ids = accounts.missing_commands(db, tx, decision)
-        tx.create(
+        new_ids = accounts.missing_commands(db, None, decision)
+        batch = db.batch()
+        batch.create(
             processed,
             {
                 "account_id": event.account_id,
@@ -63,11 +76,13 @@ def apply_lifecycle_event(
                 "deliveries": 1,
             },
         )
-        accounts.write_decision(db, tx, loaded, decision, new_ids)
+        accounts.write_decision(db, batch, loaded, decision, new_ids, guarded=True)
+        try:
+            batch.commit()
+        except CONFLICTS:
+            continue
         return decision.outcome
-
-    outcome: Outcome = apply(db.transaction())
-    return outcome
+    raise ContentionError(f"event {event.event_id}: the account kept changing for {ATTEMPTS} attempts")
 
 
 def record_fact(processed: firestore.DocumentReference, event: LifecycleEvent) -> Outcome:

@@ -23,7 +23,7 @@ from wa_wire import LifecycleEvent, WireError, from_json
 
 log = logging.getLogger("wa_keeper.functions.lifecycle")
 
-TRANSIENT = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded)
+TRANSIENT = (gexc.Aborted, gexc.ServiceUnavailable, gexc.DeadlineExceeded, effects.ContentionError)
 
 
 def is_contention(exc: BaseException) -> bool:

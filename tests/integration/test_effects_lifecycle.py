@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -238,3 +239,31 @@ def test_a_newer_fact_does_not_cancel_a_logouts_restore(clean_firestore: firesto
     assert apply(clean_firestore, logout) is Outcome.APPLIED
     restore = commands(clean_firestore)[command_id_for(logout.event_id, CommandAction.RESTORE)]
     assert restore["params"] == {"generation": 4}
+
+
+def test_events_of_one_account_applied_at_the_same_time_are_all_kept(
+    clean_firestore: firestore.Client,
+) -> None:
+    """A logout, the restore it ordered and a second logout arrive together (the connector
+    emits them within milliseconds): each is applied once, none is lost to contention, and
+    the account ends as the events in their own order say (a second restore ordered)."""
+    db = clean_firestore
+    seed(db, "acct-c")
+    events = [
+        event("acct-c", EventType.LOGGED_OUT, 10, code=401),
+        event("acct-c", EventType.RESTORED, 11, session_generation=4),
+        event("acct-c", EventType.LOGGED_OUT, 12, code=401),
+    ]
+    with ThreadPoolExecutor(len(events)) as pool:
+        outcomes = list(
+            pool.map(
+                lambda e: lifecycle.CONTENTION_RETRY(effects.apply_lifecycle_event)(db, e, NOW, CFG), events
+            )
+        )
+    assert set(outcomes) <= {Outcome.APPLIED, Outcome.LATE}
+    for evt in events:
+        assert doc(db, f"processed_events/{evt.event_id}")["deliveries"] == 1
+    data = doc(db, "accounts/acct-c")
+    assert data["status"] == "needs_restore"
+    assert data["strikes"]["count"] == 2
+    assert len(data["policy"]["journal"]) == len(events)
