@@ -83,6 +83,7 @@ class Daemon:
         self.registry, self.directory, self.status = registry, directory, status
         self.hints = hints
         self._live: set[str] = set()  # the live connectors placement last saw (hint targets)
+        self._hinted: Callable[[list[str]], None] | None = None  # the hint listener's callback
         self.hint_sender = HintSender(hints, lambda: sorted(self._live - {config.connector_id}))
         self.outbox, self.publisher, self.metrics = outbox, publisher, metrics
         self.elector = elector_factory(self)
@@ -167,6 +168,7 @@ class Daemon:
         def hinted(accounts: list[str]) -> None:  # the listener's thread: hop to the loop
             loop.call_soon_threadsafe(self._on_hint, accounts)
 
+        self._hinted = hinted
         self.hints.listen(self.config.connector_id, hinted)
         self._register_readiness()
         await self.http.start()
@@ -212,6 +214,9 @@ class Daemon:
         if now - self._last_refresh > self.config.refresh_desired_every_s:
             await asyncio.to_thread(self.directory.refresh)
             self._last_refresh = now
+            if self._hinted is not None and not self.hints.listening():
+                log.warning("the handoff hint listener stopped: listening again")
+                self.hints.listen(self.config.connector_id, self._hinted)
         decided = plan(
             self.config.connector_id,
             live=live,

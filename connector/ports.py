@@ -336,6 +336,10 @@ class HandoffHints(Protocol):
         delivered once, then cleared."""
         ...
 
+    def listening(self) -> bool:
+        """Whether the listener still runs (one can stop silently after hours: NOTES.md)."""
+        ...
+
     def stop(self) -> None: ...
 
 

@@ -80,6 +80,9 @@ class FirestoreHandoffHints:
 
         self._watch = doc.on_snapshot(on_snapshot)
 
+    def listening(self) -> bool:
+        return self._watch is not None and bool(self._watch.is_active)
+
     def stop(self) -> None:
         if self._watch is not None:
             self._watch.unsubscribe()

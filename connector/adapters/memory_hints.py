@@ -38,6 +38,9 @@ class MemoryHandoffHints:
         self.board.listeners[me] = on_hint
         self.board.deliver(me)
 
+    def listening(self) -> bool:
+        return self._me is not None and self._me in self.board.listeners
+
     def stop(self) -> None:
         if self._me is not None:
             self.board.listeners.pop(self._me, None)

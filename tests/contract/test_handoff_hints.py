@@ -61,8 +61,10 @@ class Heard:
 def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
     sender, b, c = rig.make(), rig.make(), rig.make()
     heard_b, heard_c = Heard(), Heard()
+    assert not b.listening()
     b.listen("conn-b", heard_b)
     c.listen("conn-c", heard_c)
+    wait_until("both listening", lambda: b.listening() and c.listening(), 30)
     try:
         sender.send(["conn-b", "conn-c"], ["acct-1", "acct-2"])
         sender.send(["conn-b"], ["acct-3"])
@@ -72,6 +74,7 @@ def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
     finally:
         b.stop()
         c.stop()
+    assert not b.listening()
 
 
 def test_hints_sent_before_the_target_listens_reach_it_when_it_does(rig: Rig) -> None:
