@@ -1,10 +1,12 @@
 """The lease loop: one `LeaseElector` acts on `connector.lease.decide` for all accounts.
 
 Why one loop for many accounts: 200 accounts per connector must be cheap. Each
-store call is one compare-and-set on one lease document, run as a background
-task (a bounded number at once), and the reads of accounts we wait for go out in
-one batch. A hung call never delays the deadline check of any account, its own
-included: the check is local arithmetic on the monotonic clock.
+renewal is one compare-and-set on one lease document, run as a background task
+(a bounded number at once); the reads of accounts we wait for go out in one
+batch, the acquisitions a step decides in one call, and releases queue up behind
+the one in flight and go out together (a handoff of hundreds of accounts is a
+few commits, not hundreds). A hung call never delays the deadline check of any
+account, its own included: the check is local arithmetic on the monotonic clock.
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ if TYPE_CHECKING:
     from connector.ports import LeaseStore
 
 log = logging.getLogger(__name__)
+
+BATCH = 100
+"""Accounts per acquisition or release call."""
+
+
+async def _until(done: asyncio.Future[bool]) -> None:
+    await asyncio.wait([done])
 
 
 class LeaseListener(Protocol):
@@ -83,6 +92,8 @@ class LeaseElector:
         self._renew_slots = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
         self._look: set[str] = set()
+        self._to_release: dict[str, tuple[int, Shown | None, asyncio.Future[bool]]] = {}
+        self._releaser: asyncio.Task[None] | None = None
 
     # ---- what the supervisor asks and reads
 
@@ -118,23 +129,14 @@ class LeaseElector:
         local = self._local.get(account)
         if local is None or local.held_epoch is None:
             return False
-        epoch = local.held_epoch
         self._local[account] = replace(local, held_epoch=None)
-        released = asyncio.Event()
-
-        async def call() -> None:
-            try:
-                view = await self.store.release(account, self.holder, epoch, shown)
-            except Exception as exc:
-                log.warning("lease of %s not released (it expires after its TTL): %s", account, exc)
-                return
-            self._observe(account, view)
-            if view.written:
-                released.set()
-
-        self._spawn([account], call())  # the loop leaves the account alone meanwhile
+        released: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._to_release[account] = (local.held_epoch, shown, released)
+        if self._releaser is None or self._releaser.done():
+            self._releaser = asyncio.create_task(self._release_queued())
+        self._spawn([account], _until(released))  # the loop leaves the account alone meanwhile
         await self._settle(account)
-        return released.is_set()
+        return released.done() and not released.cancelled() and released.result()
 
     async def release_all(self) -> int:
         """SIGTERM: release every lease we hold; returns how many were released."""
@@ -162,7 +164,7 @@ class LeaseElector:
 
     def step(self) -> float:
         """One pass over every tracked account; returns when the next thing is due."""
-        now, next_at, reads = self.clock.monotonic(), math.inf, []
+        now, next_at, reads, acquires = self.clock.monotonic(), math.inf, [], []
         for account in sorted(set(self._claims) | set(self.held()) | set(self._in_flight)):
             local = self._local.get(account, Local())
             decision = decide(local, self.holder, self._claims.get(account), self.config, now)
@@ -175,8 +177,10 @@ class LeaseElector:
                     next_at = min(next_at, decision.at)
                 case Action.READ:
                     reads.append(account)
-                case Action.ACQUIRE | Action.RENEW:
-                    self._spawn([account], self._attempt(account, decision.action))
+                case Action.ACQUIRE:
+                    acquires.append(account)
+                case Action.RENEW:
+                    self._spawn([account], self._renew(account))
                 case Action.LOST | Action.DEADLINE_MISSED:
                     self._drop(account, decision.action)
                     next_at = now
@@ -186,6 +190,9 @@ class LeaseElector:
                 reads.append(account)
         if reads:
             self._spawn(reads, self._read(reads))
+        for start in range(0, len(acquires), BATCH):
+            chunk = acquires[start : start + BATCH]
+            self._spawn(chunk, self._acquire(chunk))
         for account in set(self._local) - set(self._claims) - set(self.held()) - set(self._in_flight):
             del self._local[account]  # neither wanted nor held: forget it
         return next_at
@@ -197,7 +204,7 @@ class LeaseElector:
 
     async def close(self) -> None:
         """Cancel the store calls in flight (a hung call must not hold up a shutdown)."""
-        tasks = set(self._in_flight.values())
+        tasks = set(self._in_flight.values()) | ({self._releaser} if self._releaser is not None else set())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -222,27 +229,72 @@ class LeaseElector:
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _attempt(self, account: str, action: Action) -> None:
-        async with self._renew_slots if action is Action.RENEW else self._slots:
+    async def _renew(self, account: str) -> None:
+        async with self._renew_slots:
             sent = self.clock.monotonic()
             local = self._local.get(account, Local())
+            if local.held_epoch is None:
+                return  # stopped holding it (deadline, release) while waiting for a slot
             try:
-                if action is Action.ACQUIRE:
-                    expected = None if local.view is None else local.view.record
-                    view = await self.store.try_acquire(
-                        account, self.holder, self.config.ttl_ms, expected, self.acquire_shows
-                    )
-                elif local.held_epoch is None:
-                    return  # stopped holding it (deadline, release) while waiting for a slot
-                else:
-                    view = await self.store.renew(account, self.holder, local.held_epoch, self.config.ttl_ms)
-                    self.metrics.lease_renew_seconds.observe(max(0.0, self.clock.monotonic() - sent))
+                view = await self.store.renew(account, self.holder, local.held_epoch, self.config.ttl_ms)
+                self.metrics.lease_renew_seconds.observe(max(0.0, self.clock.monotonic() - sent))
             except Exception as exc:
-                level = logging.WARNING if local.failed_mono is None else logging.DEBUG  # once per outage
-                log.log(level, "lease %s of %s failed: %s", action.value, account, exc)
-                self._local[account] = replace(self._local.get(account, Local()), failed_mono=sent)
+                self._failed([account], Action.RENEW, sent, exc)
                 return
-        self._observe(account, view, action, sent)
+        self._observe(account, view, Action.RENEW, sent)
+
+    async def _acquire(self, accounts: list[str]) -> None:
+        async with self._slots:
+            sent = self.clock.monotonic()
+            claims = []
+            for account in accounts:
+                view = self._local.get(account, Local()).view
+                claims.append((account, None if view is None else view.record))
+            try:
+                views = await self.store.try_acquire_many(
+                    claims, self.holder, self.config.ttl_ms, self.acquire_shows
+                )
+            except Exception as exc:
+                self._failed(accounts, Action.ACQUIRE, sent, exc)
+                return
+        for view in views:
+            self._observe(view.account, view, Action.ACQUIRE, sent)
+
+    def _failed(self, accounts: list[str], action: Action, sent: float, exc: Exception) -> None:
+        for account in accounts:
+            local = self._local.get(account, Local())
+            level = logging.WARNING if local.failed_mono is None else logging.DEBUG  # once per outage
+            log.log(level, "lease %s of %s failed: %s", action.value, account, exc)
+            self._local[account] = replace(local, failed_mono=sent)
+
+    async def _release_queued(self) -> None:
+        """Release what `release` queued, `BATCH` at a time; what queues meanwhile goes next."""
+        taken: list[tuple[str, tuple[int, Shown | None, asyncio.Future[bool]]]] = []
+        try:
+            while self._to_release:
+                taken = list(self._to_release.items())[:BATCH]
+                for account, _ in taken:
+                    del self._to_release[account]
+                for shown in {item[1] for _, item in taken}:
+                    await self._release_group([(a, item) for a, item in taken if item[1] == shown], shown)
+        finally:  # cancelled (close) or a bug: nobody waits forever
+            for _, (_, _, released) in taken + list(self._to_release.items()):
+                if not released.done():
+                    released.set_result(False)
+
+    async def _release_group(
+        self, group: list[tuple[str, tuple[int, Shown | None, asyncio.Future[bool]]]], shown: Shown | None
+    ) -> None:
+        try:
+            views = await self.store.release_many([(a, item[0]) for a, item in group], self.holder, shown)
+        except Exception as exc:
+            log.warning("%d leases not released (they expire after their TTL): %s", len(group), exc)
+            for _, (_, _, released) in group:
+                released.set_result(False)
+            return
+        for view, (account, (_, _, released)) in zip(views, group, strict=True):
+            self._observe(account, view)
+            released.set_result(view.written)
 
     async def _read(self, accounts: list[str]) -> None:
         async with self._slots:

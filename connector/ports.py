@@ -309,6 +309,17 @@ class LeaseStore(Protocol):
         With `shown`, the account shows that status, held by `holder` at the new epoch."""
         ...
 
+    async def try_acquire_many(
+        self,
+        claims: Sequence[tuple[str, LeaseRecord | None]],
+        holder: str,
+        ttl_ms: int,
+        shown: Shown | None = None,
+    ) -> list[LeaseView]:
+        """`try_acquire` for each (account, expected), one view per claim in order: each
+        account is taken or not on its own, in as few commits as the store can make."""
+        ...
+
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         """Renew if `holder` holds it at `epoch`; else write nothing."""
         ...
@@ -316,6 +327,13 @@ class LeaseStore(Protocol):
     async def release(self, account: str, holder: str, epoch: int, shown: Shown | None = None) -> LeaseView:
         """Set the holder to null if `holder` holds it at `epoch`; else write nothing.
         With `shown`, the account shows that status, last held by `holder` at `epoch`."""
+        ...
+
+    async def release_many(
+        self, leases: Sequence[tuple[str, int]], holder: str, shown: Shown | None = None
+    ) -> list[LeaseView]:
+        """`release` for each (account, epoch), one view per lease in order, each on its own,
+        in as few commits as the store can make (a handoff releases hundreds at once)."""
         ...
 
     async def current_epoch(self, account: str) -> int:

@@ -21,6 +21,7 @@ import asyncio
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ from connector.adapters.firestore_status import status_fields
 from connector.lease_record import (
     MISSING_EPOCH,
     SERVER_NOW,
+    LeaseError,
     LeaseRecord,
     LeaseView,
     acquire_fields,
@@ -48,6 +50,10 @@ from wa_wire.names import Collections
 GET_ALL_BATCH = 300
 """Lease documents per batched read."""
 
+MANY_BATCH = 200
+"""Leases per commit of a `*_many` call: two writes each with the status they show, and
+Firestore takes up to 500 writes per commit."""
+
 Rule = Callable[[LeaseRecord | None], Mapping[str, Any] | None]
 
 
@@ -56,6 +62,26 @@ T = TypeVar("T")
 
 def _record(account: str, snapshot: Any) -> LeaseRecord | None:
     return LeaseRecord.from_fields(account, snapshot.to_dict() or {}) if snapshot.exists else None
+
+
+def _showing(
+    shown: Shown | None, holder: str, current: LeaseRecord | None, fields: Mapping[str, Any]
+) -> StatusUpdate | None:
+    """The status a lease write shows on the account, at the epoch the lease has after it."""
+    if shown is None:
+        return None
+    epoch = fields.get("epoch", MISSING_EPOCH if current is None else current.epoch)
+    return StatusUpdate(shown.status, shown.reason, int(epoch), holder, jid=None)
+
+
+@dataclass(frozen=True)
+class _Blind:
+    """A write of a `*_many` call staged on the lease as this store last saw it."""
+
+    account: str
+    rule: Rule
+    known: KnownLease
+    fields: Mapping[str, Any]
 
 
 class FirestoreLeaseStore:
@@ -70,6 +96,8 @@ class FirestoreLeaseStore:
         """What this store last read or wrote of each lease; fenced writers share it (bootstrap)."""
         self.reads = 0
         """Lease documents read (a renewal of an unchanged lease reads none)."""
+        self.commits = 0
+        """Commits tried, failed ones included (one per `*_many` call when nothing changed)."""
 
     async def _run(self, fn: Callable[..., T], *args: Any, executor: ThreadPoolExecutor | None = None) -> T:
         pool = self._executor if executor is None else executor
@@ -129,10 +157,7 @@ class FirestoreLeaseStore:
         the rule would not write on that view, read it and apply the rule again."""
 
         def showing(current: LeaseRecord | None, fields: Mapping[str, Any]) -> StatusUpdate | None:
-            if shown is None:
-                return None
-            epoch = fields.get("epoch", MISSING_EPOCH if current is None else current.epoch)
-            return StatusUpdate(shown.status, shown.reason, int(epoch), holder, jid=None)
+            return _showing(shown, holder, current, fields)
 
         known = self.versions.get(account)
         fields = None if known is None else rule(known.record)
@@ -140,6 +165,7 @@ class FirestoreLeaseStore:
             batch = self._db.batch()
             self._stage(batch, account, fields, known, showing(known.record, fields))
             try:
+                self.commits += 1
                 result = batch.commit()[0]  # the lease write comes first
             except CONFLICTS:
                 self.versions.forget(account)
@@ -152,6 +178,7 @@ class FirestoreLeaseStore:
             fields = rule(view.record)
             seen.update(view=view, fields=fields)
             if fields is not None:
+                self.commits += 1
                 self._stage(batch, account, fields, read, showing(view.record, fields))
 
         _, results = optimistic(self._db, body)
@@ -160,6 +187,63 @@ class FirestoreLeaseStore:
         if fields is None:
             return view
         return self._written(account, view.record, fields, results[0])
+
+    def _write_many(
+        self, items: Sequence[tuple[str, Rule]], shown: Shown | None, holder: str
+    ) -> list[LeaseView]:
+        """Apply each account's rule as `_write` does, in as few commits as it can: one batch per
+        `MANY_BATCH` accounts, each write on the lease as this store last saw it. A batch that
+        meets a changed lease fails whole, so it is split in halves: k changed leases among n
+        cost about k·log2(n) extra commits, not n. An account alone in a failing batch, or
+        whose rule writes nothing on the lease as last seen, goes through `_write` (a read)."""
+        accounts = [account for account, _ in items]
+        if len(set(accounts)) != len(accounts):
+            raise LeaseError("an account appears twice in one call")
+        views: dict[str, LeaseView] = {}
+        one_by_one: list[tuple[str, Rule]] = []
+        blind: list[_Blind] = []
+        for account, rule in items:
+            known = self.versions.get(account)
+            fields = None if known is None else rule(known.record)
+            if known is None or fields is None:
+                one_by_one.append((account, rule))
+            else:
+                blind.append(_Blind(account, rule, known, fields))
+        for start in range(0, len(blind), MANY_BATCH):
+            self._commit_halving(blind[start : start + MANY_BATCH], shown, holder, views, one_by_one)
+        for account, rule in one_by_one:
+            views[account] = self._write(account, rule, shown, holder)
+        return [views[account] for account in accounts]
+
+    def _commit_halving(
+        self,
+        part: list[_Blind],
+        shown: Shown | None,
+        holder: str,
+        views: dict[str, LeaseView],
+        one_by_one: list[tuple[str, Rule]],
+    ) -> None:
+        batch = self._db.batch()
+        lease_writes: list[int] = []
+        for w in part:
+            lease_writes.append(len(batch))
+            self._stage(
+                batch, w.account, w.fields, w.known, _showing(shown, holder, w.known.record, w.fields)
+            )
+        try:
+            self.commits += 1
+            results = batch.commit()
+        except CONFLICTS:
+            if len(part) == 1:
+                self.versions.forget(part[0].account)
+                one_by_one.append((part[0].account, part[0].rule))
+                return
+            half = len(part) // 2
+            self._commit_halving(part[:half], shown, holder, views, one_by_one)
+            self._commit_halving(part[half:], shown, holder, views, one_by_one)
+            return
+        for w, at in zip(part, lease_writes, strict=True):
+            views[w.account] = self._written(w.account, w.known.record, w.fields, results[at])
 
     async def get(self, account: str) -> LeaseView:
         return await self._run(self._get, account)
@@ -178,6 +262,24 @@ class FirestoreLeaseStore:
             self._write, account, lambda cur: acquire_fields(cur, expected, holder, ttl_ms), shown, holder
         )
 
+    async def try_acquire_many(
+        self,
+        claims: Sequence[tuple[str, LeaseRecord | None]],
+        holder: str,
+        ttl_ms: int,
+        shown: Shown | None = None,
+    ) -> list[LeaseView]:
+        check_id("holder", holder)
+        check_ttl_ms(ttl_ms)
+        items = [
+            (
+                check_id("account", account),
+                functools.partial(acquire_fields, expected=expected, holder=holder, ttl_ms=ttl_ms),
+            )
+            for account, expected in claims
+        ]
+        return await self._run(self._write_many, items, shown, holder)
+
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         check_id("holder", holder)
         check_ttl_ms(ttl_ms)
@@ -193,6 +295,16 @@ class FirestoreLeaseStore:
         return await self._run(
             self._write, account, lambda cur: release_fields(cur, holder, epoch), shown, holder
         )
+
+    async def release_many(
+        self, leases: Sequence[tuple[str, int]], holder: str, shown: Shown | None = None
+    ) -> list[LeaseView]:
+        check_id("holder", holder)
+        items = [
+            (check_id("account", account), functools.partial(release_fields, holder=holder, epoch=epoch))
+            for account, epoch in leases
+        ]
+        return await self._run(self._write_many, items, shown, holder)
 
     def _current_epoch(self, account: str) -> int:
         snapshot = self._ref(account).get()

@@ -14,6 +14,7 @@ from typing import Any
 
 from connector.clock import Clock, SystemClock
 from connector.lease_record import (
+    LeaseError,
     LeaseRecord,
     LeaseView,
     acquire_fields,
@@ -29,6 +30,14 @@ from connector.lease_record import (
 from connector.ports import Shown, StatusUpdate
 
 Rule = Callable[[LeaseRecord | None], Mapping[str, Any] | None]
+
+
+def _check_once(accounts: list[str]) -> None:
+    """A `*_many` call checks every id before it writes anything, as the Firestore store does."""
+    for account in accounts:
+        check_id("account", account)
+    if len(set(accounts)) != len(accounts):
+        raise LeaseError("an account appears twice in one call")
 
 
 class MemoryLeaseStore:
@@ -86,6 +95,20 @@ class MemoryLeaseStore:
         check_ttl_ms(ttl_ms)
         return self._write(account, lambda cur: acquire_fields(cur, expected, holder, ttl_ms), shown, holder)
 
+    async def try_acquire_many(
+        self,
+        claims: Sequence[tuple[str, LeaseRecord | None]],
+        holder: str,
+        ttl_ms: int,
+        shown: Shown | None = None,
+    ) -> list[LeaseView]:
+        check_id("holder", holder)
+        check_ttl_ms(ttl_ms)
+        _check_once([account for account, _ in claims])
+        return [
+            await self.try_acquire(account, holder, ttl_ms, expected, shown) for account, expected in claims
+        ]
+
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         check_id("holder", holder)
         check_ttl_ms(ttl_ms)
@@ -94,6 +117,13 @@ class MemoryLeaseStore:
     async def release(self, account: str, holder: str, epoch: int, shown: Shown | None = None) -> LeaseView:
         check_id("holder", holder)
         return self._write(account, lambda cur: release_fields(cur, holder, epoch), shown, holder)
+
+    async def release_many(
+        self, leases: Sequence[tuple[str, int]], holder: str, shown: Shown | None = None
+    ) -> list[LeaseView]:
+        check_id("holder", holder)
+        _check_once([account for account, _ in leases])
+        return [await self.release(account, holder, epoch, shown) for account, epoch in leases]
 
     async def current_epoch(self, account: str) -> int:
         return epoch_of(check_id("account", account), self.docs.get(account))

@@ -6,6 +6,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -238,6 +239,70 @@ async def test_a_release_shows_its_status_at_the_released_epoch(rig: Rig) -> Non
     assert "qr" not in doc
 
 
+# ---- many at once (a takeover, a handoff)
+
+
+def held_by_another(account: str, holder: str, epoch: int) -> dict[str, Any]:
+    """A lease as another host writes it, behind the back of the store under test."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return LeaseRecord(account, holder, epoch, TTL_MS, now, now, 1).to_fields()
+
+
+async def test_many_acquires_take_each_free_lease_and_show_each(rig: Rig) -> None:
+    other = await acquire(rig, "b", "conn-x")
+    taking = Shown(AccountStatus.CONNECTING, "checking")
+    views = await rig.store.try_acquire_many(
+        [("a", None), ("b", None), ("c", None)], "conn-a", TTL_MS, taking
+    )
+    assert [(v.account, v.written, v.holder()) for v in views] == [
+        ("a", True, "conn-a"),
+        ("b", False, "conn-x"),
+        ("c", True, "conn-a"),
+    ]
+    assert views[1].record == other
+    assert status_of(rig, "a") == status_of(rig, "c") == ("connecting", "checking", "conn-a", 1)
+    assert status_of(rig, "b") is None
+    assert [(await rig.store.get(a)).record for a in "abc"] == [v.record for v in views]
+
+
+async def test_a_lease_taken_since_the_store_last_saw_it_costs_only_its_own_acquire(rig: Rig) -> None:
+    """The Firestore store stages all of them on the leases as last read, in one commit; one
+    lease changed since fails that commit, and only that account is left out."""
+    accounts = [f"acct-{i}" for i in range(7)]
+    await rig.store.get_many(accounts)  # all missing, as far as the store knows
+    rig.put_raw("acct-3", held_by_another("acct-3", "conn-x", 4))
+    views = await rig.store.try_acquire_many([(a, None) for a in accounts], "conn-a", TTL_MS)
+    assert [v.written for v in views] == [a != "acct-3" for a in accounts]
+    assert [v.holder() for v in views] == ["conn-x" if a == "acct-3" else "conn-a" for a in accounts]
+    assert [(await rig.store.get(a)).holder() for a in accounts] == [v.holder() for v in views]
+
+
+async def test_many_releases_release_each_lease_still_held(rig: Rig) -> None:
+    for account in "abc":
+        await acquire(rig, account, "conn-a")
+    rig.put_raw("c", held_by_another("c", "conn-b", 2))  # taken over behind conn-a's back
+    leaving = Shown(AccountStatus.UNATTENDED, "released by conn-a")
+    views = await rig.store.release_many([("a", 1), ("b", 1), ("c", 1)], "conn-a", leaving)
+    assert [(v.account, v.written, v.holder()) for v in views] == [
+        ("a", True, None),
+        ("b", True, None),
+        ("c", False, "conn-b"),
+    ]
+    assert status_of(rig, "a") == ("unattended", "released by conn-a", "conn-a", 1)
+    assert status_of(rig, "c") is None
+    assert (await rig.store.get("c")).holder() == "conn-b"
+
+
+async def test_an_account_twice_in_one_call_is_refused_before_any_write(rig: Rig) -> None:
+    with pytest.raises(LeaseError, match="twice"):
+        await rig.store.try_acquire_many([("a", None), ("b", None), ("a", None)], "conn-a", TTL_MS)
+    assert rig.read_raw("a") is None and rig.read_raw("b") is None
+    await acquire(rig, "a", "conn-a")
+    with pytest.raises(LeaseError, match="twice"):
+        await rig.store.release_many([("a", 1), ("a", 1)], "conn-a")
+    assert (await rig.store.get("a")).holder() == "conn-a"
+
+
 # ---- fencing other writers
 
 
@@ -264,6 +329,8 @@ async def test_a_bad_account_id_is_refused(rig: Rig, account: str) -> None:
         lambda: rig.store.try_acquire(account, "conn-a", TTL_MS, None),
         lambda: rig.store.renew(account, "conn-a", 1, TTL_MS),
         lambda: rig.store.release(account, "conn-a", 1),
+        lambda: rig.store.try_acquire_many([("ok", None), (account, None)], "conn-a", TTL_MS),
+        lambda: rig.store.release_many([("ok", 1), (account, 1)], "conn-a"),
         lambda: rig.store.current_epoch(account),
     ):
         with pytest.raises(LeaseError, match="account"):
@@ -275,6 +342,8 @@ async def test_a_bad_account_id_is_refused(rig: Rig, account: str) -> None:
 async def test_a_bad_holder_is_refused(rig: Rig, holder: str) -> None:
     with pytest.raises(LeaseError, match="holder"):
         await rig.store.try_acquire("acct", holder, TTL_MS, None)
+    with pytest.raises(LeaseError, match="holder"):
+        await rig.store.try_acquire_many([("acct", None)], holder, TTL_MS)
     assert rig.read_raw("acct") is None
 
 
@@ -282,6 +351,8 @@ async def test_a_bad_holder_is_refused(rig: Rig, holder: str) -> None:
 async def test_a_bad_ttl_is_refused(rig: Rig, ttl_ms: int) -> None:
     with pytest.raises(LeaseError, match="ttl_ms"):
         await rig.store.try_acquire("acct", "conn-a", ttl_ms, None)
+    with pytest.raises(LeaseError, match="ttl_ms"):
+        await rig.store.try_acquire_many([("acct", None)], "conn-a", ttl_ms)
     assert rig.read_raw("acct") is None
 
 
@@ -298,6 +369,26 @@ async def test_a_malformed_lease_document_is_reported_and_left_alone(rig: Rig) -
     with pytest.raises(LeaseError, match="leases/acct: field epoch"):
         rig.fenced_write("acct", 1, "x")
     assert rig.read_raw("acct") == bad
+
+
+async def test_firestore_acquires_many_in_one_commit_and_halves_around_a_changed_lease(
+    clean_firestore: firestore.Client,
+) -> None:
+    store = FirestoreLeaseStore(clean_firestore)
+    accounts = [f"acct-{i:02d}" for i in range(64)]
+    await store.get_many(accounts)
+    views = await store.try_acquire_many([(a, None) for a in accounts[:32]], "conn-a", TTL_MS)
+    assert all(v.written for v in views) and store.commits == 1
+    clean_firestore.collection(Collections.LEASES).document("acct-40").set(
+        held_by_another("acct-40", "conn-x", 3)
+    )
+    store.commits, reads = 0, store.reads
+    views = await store.try_acquire_many([(a, None) for a in accounts[32:]], "conn-a", TTL_MS)
+    assert [v.account for v in views if not v.written] == ["acct-40"]
+    # 32 = 2^5: the failing halves of 32, 16, 8, 4, 2 and 1 accounts, the 5 good halves beside
+    # them; then acct-40 alone is read, and its rule writes nothing on what the read shows.
+    assert store.commits == 6 + 5
+    assert store.reads == reads + 1
 
 
 async def test_firestore_renews_an_unchanged_lease_without_reading_it(

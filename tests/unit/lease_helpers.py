@@ -52,6 +52,16 @@ class FlakyStore:
         await self._enter("try_acquire", [account])
         return await self.store.try_acquire(account, holder, ttl_ms, expected, shown)
 
+    async def try_acquire_many(
+        self,
+        claims: Sequence[tuple[str, LeaseRecord | None]],
+        holder: str,
+        ttl_ms: int,
+        shown: Shown | None = None,
+    ) -> list[LeaseView]:
+        await self._enter("try_acquire_many", [account for account, _ in claims])
+        return await self.store.try_acquire_many(claims, holder, ttl_ms, shown)
+
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         await self._enter("renew", [account])
         return await self.store.renew(account, holder, epoch, ttl_ms)
@@ -59,6 +69,12 @@ class FlakyStore:
     async def release(self, account: str, holder: str, epoch: int, shown: Shown | None = None) -> LeaseView:
         await self._enter("release", [account])
         return await self.store.release(account, holder, epoch, shown)
+
+    async def release_many(
+        self, leases: Sequence[tuple[str, int]], holder: str, shown: Shown | None = None
+    ) -> list[LeaseView]:
+        await self._enter("release_many", [account for account, _ in leases])
+        return await self.store.release_many(leases, holder, shown)
 
     async def current_epoch(self, account: str) -> int:
         await self._enter("current_epoch", [account])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Sequence
 
 import pytest
 
@@ -143,11 +144,15 @@ class SlowAcquires(FlakyStore):
         super().__init__(store)
         self.acquires = asyncio.Event()
 
-    async def try_acquire(
-        self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
-    ) -> LeaseView:
+    async def try_acquire_many(
+        self,
+        claims: Sequence[tuple[str, LeaseRecord | None]],
+        holder: str,
+        ttl_ms: int,
+        shown: Shown | None = None,
+    ) -> list[LeaseView]:
         await self.acquires.wait()
-        return await super().try_acquire(account, holder, ttl_ms, expected, shown)
+        return await super().try_acquire_many(claims, holder, ttl_ms, shown)
 
 
 async def test_renewals_do_not_wait_behind_a_takeover_s_acquisitions(
@@ -267,7 +272,9 @@ async def test_two_hundred_accounts_read_in_one_batch_with_bounded_calls(
     assert a.path.calls == [("get_many", tuple(accounts))]
     await a.step()
     assert len(a.elector.held()) == 200
-    assert a.path.max_in_flight == 16
+    acquisitions = [accounts for name, accounts in a.path.calls if name == "try_acquire_many"]
+    assert acquisitions == [tuple(accounts[:100]), tuple(accounts[100:])]  # two calls, both at once
+    assert a.path.max_in_flight == 2
     calls_before = len(a.path.calls)
     await run(clock, [a], 15.0)
     renews = len(a.path.calls) - calls_before
@@ -351,9 +358,51 @@ async def test_the_loop_leaves_an_account_alone_while_it_is_being_released(
     a.elector.step()
     for _ in range(5):
         await asyncio.sleep(0)
-    assert [c[0] for c in a.path.calls] == ["get_many", "try_acquire", "release"]  # nothing raced it
+    assert [c[0] for c in a.path.calls] == [
+        "get_many",
+        "try_acquire_many",
+        "release_many",
+    ]  # nothing raced it
     a.path.gate.set()
     assert await releasing
     a.path.gate = None
     await run(clock, [a], 0.5)
     assert a.elector.held() == {"acct": 2}  # taken again, cleanly, at the next epoch
+
+
+async def test_releases_queued_behind_one_in_flight_go_out_together(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    """A handoff of hundreds of accounts: each waits for at most the commit in flight and its own."""
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims(dict.fromkeys(["a", "b", "c", "d"], 0.0))
+    await run(clock, [a], 1.0)
+    leaving = Shown(AccountStatus.UNATTENDED, "released by conn-a")
+    a.path.gate = asyncio.Event()
+    first = asyncio.create_task(a.elector.release("a", leaving))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    rest = [asyncio.create_task(a.elector.release(x, leaving)) for x in "bcd"]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    a.path.gate.set()
+    assert await first and all(await asyncio.gather(*rest))
+    releases = [accounts for name, accounts in a.path.calls if name == "release_many"]
+    assert releases == [("a",), ("b", "c", "d")]
+    assert [(acc, s.status) for acc, s in store.shown[-4:]] == [(x, AccountStatus.UNATTENDED) for x in "abcd"]
+    assert a.elector.held() == {}
+
+
+async def test_closing_the_elector_answers_every_queued_release(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a = Host("conn-a", store, clock)
+    a.elector.set_claims(dict.fromkeys(["a", "b"], 0.0))
+    await run(clock, [a], 1.0)
+    a.path.gate = asyncio.Event()  # the store never answers
+    releasing = [asyncio.create_task(a.elector.release(x)) for x in "ab"]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    await a.elector.close()
+    assert await asyncio.gather(*releasing) == [False, False]
+    assert (await store.get("a")).holder() == "conn-a"  # left to expire after its TTL

@@ -141,11 +141,25 @@ class SimPath:
     ) -> LeaseView:
         return await self._call(lambda: self.store.try_acquire(account, holder, ttl_ms, expected, shown))
 
+    async def try_acquire_many(
+        self,
+        claims: Sequence[tuple[str, LeaseRecord | None]],
+        holder: str,
+        ttl_ms: int,
+        shown: Shown | None = None,
+    ) -> list[LeaseView]:
+        return await self._call(lambda: self.store.try_acquire_many(claims, holder, ttl_ms, shown))
+
     async def renew(self, account: str, holder: str, epoch: int, ttl_ms: int) -> LeaseView:
         return await self._call(lambda: self.store.renew(account, holder, epoch, ttl_ms))
 
     async def release(self, account: str, holder: str, epoch: int, shown: Shown | None = None) -> LeaseView:
         return await self._call(lambda: self.store.release(account, holder, epoch, shown))
+
+    async def release_many(
+        self, leases: Sequence[tuple[str, int]], holder: str, shown: Shown | None = None
+    ) -> list[LeaseView]:
+        return await self._call(lambda: self.store.release_many(leases, holder, shown))
 
     async def current_epoch(self, account: str) -> int:
         return await self._call(lambda: self.store.current_epoch(account))
