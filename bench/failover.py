@@ -190,9 +190,21 @@ def kill_9(stack: Stack, accounts: list[str], ttl_s: float, deadline_s: float) -
     print(f"  {B}'s lease renewals since it started: {renewals(stack, B)}")
 
 
+def ready(stack: Stack, connector: str) -> bool:
+    _proc, port = stack.connectors[connector]
+    with contextlib.suppress(requests.RequestException):
+        return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+    return False
+
+
 def handoff(stack: Stack, accounts: list[str], env: dict[str, str], deadline_s: float) -> None:
+    """`A` comes back as a standby; once it is ready (registered, placement run, its worker up:
+    /readyz), `B` gets SIGTERM."""
+    launched = time.monotonic()
     stack.start_connector(A, **env)
     wait_until(f"{A} registered", lambda: fs.registered(stack, [A]), 30)
+    wait_until(f"{A} ready", lambda: ready(stack, A), 30, 0.1)
+    print(f"\n{A} back as a standby, ready after {time.monotonic() - launched:.1f} s ({_load()})")
     proc, _port = stack.connectors[B]
     started = time.time()
     signalled = time.monotonic()

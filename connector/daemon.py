@@ -98,6 +98,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._leases_stop = asyncio.Event()  # after the handoff: leases are renewed until released
         self._placement_ok = False
+        self._warmed = False
         self._last_refresh = -1e9
 
     # ---- LeaseListener: called on the loop, must not block
@@ -179,6 +180,7 @@ class Daemon:
             asyncio.create_task(self.inbox.run(), name="inbox"),
             asyncio.create_task(self._every(self.config.health_every_s, self.check_health), name="health"),
         ]
+        self._spawn(self._warm())
         await self._stop.wait()
         await self.shutdown()
 
@@ -238,6 +240,14 @@ class Daemon:
                 self._handoffs[release.account] = now
                 self._spawn(self.hand_off(release.account))
         self._placement_ok = True
+
+    async def _warm(self) -> None:
+        """Set the workers up before any account comes (a standby is ready to take over before it
+        must); /readyz waits for it. A failure only means the first start sets them up."""
+        try:
+            await self.supervisor.warm()
+        finally:
+            self._warmed = True
 
     async def hand_off(self, account: str) -> float:
         """Stop the worker, final backup, then release the lease, showing `unattended` in the
@@ -299,6 +309,7 @@ class Daemon:
         self.readiness.register("placement", lambda: (self._placement_ok, "heartbeat and plan ran"))
         self.readiness.register("command_listener", self._listener_check)
         self.readiness.register("leases", self._lease_check)
+        self.readiness.register("workers", lambda: (self._warmed, "set up" if self._warmed else "starting"))
 
     def _listener_check(self) -> tuple[bool, str]:
         alive = self.inbox.listening()

@@ -73,6 +73,11 @@ class Workers(Protocol):
         """Kill every worker now (the second SIGTERM)."""
         ...
 
+    async def warm(self) -> None:
+        """Be ready to start accounts at once: a standby calls it at start, so a takeover does
+        not wait for what the first start would set up (the shared worker process)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -198,6 +203,14 @@ class Supervisor:
 
     def kill_all(self) -> None:
         self.workers.kill_all()
+
+    async def warm(self) -> None:
+        """Get the workers ready before any account arrives (a failure here is only logged:
+        the first start tries again)."""
+        try:
+            await self.workers.warm()
+        except Exception as exc:
+            log.warning("workers not warmed up ahead (the first start sets them up): %s", exc)
 
     def held(self) -> list[str]:
         return sorted(self._tasks)

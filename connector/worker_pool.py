@@ -203,6 +203,9 @@ class ProcessPerAccount:
     def pids(self) -> dict[str, int]:
         return {acc: p.pid for acc, p in self._procs.items() if p.pid is not None}
 
+    async def warm(self) -> None:
+        """Nothing to set up ahead: each account's process starts with the account."""
+
     async def close(self) -> None:
         procs = list(self._procs.values())
         self._procs.clear()
@@ -248,6 +251,11 @@ class SharedProcess:
         for account in gone:
             self._deliver(account, a.WorkerExited(f"shared worker {reason}"))
 
+    async def warm(self) -> None:
+        """Spawn the process now: its start-up (a Python interpreter with its imports, about a
+        second of CPU) would otherwise delay the first accounts of a takeover and compete with it."""
+        await self._process()
+
     async def start(self, account: str, session_path: Path, hold_ms: int = 0) -> None:
         proc = await self._process()
         self._accounts.add(account)
@@ -278,5 +286,6 @@ class SharedProcess:
             self._proc.kill()
 
     async def close(self) -> None:
-        if self._proc is not None:
-            await self._proc.close(within_s=5.0)
+        async with self._spawn_lock:  # a spawn under way (a warm-up) finishes first, then is closed
+            if self._proc is not None:
+                await self._proc.close(within_s=5.0)

@@ -218,6 +218,7 @@ def test_sigterm_hands_off_to_a_visible_standby(two: Stack) -> None:
     assert (standby["standby"], standby["held"], standby["accounts"]) == (True, 0, {})
     code, ready = readyz(two, B)
     assert code == 200 and "standby" in str(ready["checks"])
+    assert ready["checks"]["workers"] == {"ok": True, "detail": "set up"}  # type: ignore[index]
     holder = two.http_status(A) or {}
     assert (holder["standby"], sorted(holder["leases"])) == (False, accounts)
     leases = fs.leases(two.client, accounts)

@@ -59,6 +59,7 @@ class FakeWorkers:
     def __init__(self, deliver: Callable[[str, a.Signal], None]) -> None:
         self.deliver = deliver
         self.running: set[str] = set()
+        self.warmed = False
         self.starts = 0
         self.orders: list[wp.Message] = []
         self.start_holds: list[int] = []
@@ -83,6 +84,9 @@ class FakeWorkers:
 
     def kill_all(self) -> None:
         self.running.clear()
+
+    async def warm(self) -> None:
+        self.warmed = True
 
     async def close(self) -> None:
         self.running.clear()

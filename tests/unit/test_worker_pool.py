@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from connector import account as a
 from connector.adapters.memory_status import MemoryStatusWriter
 from connector.clock import SystemClock
 from connector.ports import MemoryEventSink
 from connector.supervisor import Supervisor, SupervisorConfig, Workers
-from connector.worker_pool import ProcessPerAccount
+from connector.worker_pool import ProcessPerAccount, SharedProcess
 
 FAKE_WORKER = Path(__file__).parents[1] / "data" / "fake_worker.py"
 JID = "15550001111:7@s.whatsapp.net"
@@ -81,3 +84,19 @@ async def test_garbage_and_dying_workers_restart_with_backoff_others_stay_connec
     assert pools[0].alive("acct-good")
     await supervisor.shutdown(within_s=5)
     assert not pools[0].pids(), "no worker left behind"
+
+
+async def test_the_shared_worker_is_spawned_by_warm_once_and_closed_after() -> None:
+    """A standby spawns its shared worker at start; the first account then finds it running."""
+    reports: list[tuple[str, a.Signal]] = []
+    pool = SharedProcess(lambda account, signal: reports.append((account, signal)))
+    assert pool.pid() is None
+    await pool.warm()
+    first = pool.pid()
+    assert first is not None
+    await pool.warm()
+    assert pool.pid() == first  # not a second process
+    await pool.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(first, 0)  # exited and reaped
+    assert reports == []
