@@ -202,6 +202,13 @@ class BackupStore(Protocol):
         none or it is unreadable."""
         ...
 
+    def newest_many(self, accounts: Sequence[str]) -> dict[str, Manifest]:
+        """`newest` of many accounts in two batched reads: the `backup` summaries, then the
+        manifests they name (the summary names the newest generation: it is set in the commit
+        that creates it). An account is left out when its summary names no manifest that reads
+        back whole (none yet, a delete halfway): ask `newest` for it."""
+        ...
+
     def read_chunks(self, account: str, generation: int, count: int, start: int = 0) -> list[bytes | None]:
         """Chunks `start`..count-1 of a generation (chunk 0 from the manifest's inline head,
         or its chunk document in the older layout); None where one is missing."""

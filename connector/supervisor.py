@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +42,11 @@ class Vault(Protocol):
     """What the supervisor needs of the session vault (sync; run in threads)."""
 
     def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone: ...
+
+    def prefetch(self, held: Mapping[str, int]) -> None:
+        """Read ahead, in one batch, what `ensure` of these just-acquired accounts {account:
+        epoch} will need; `ensure` reads for itself whatever this did not get."""
+        ...
 
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None: ...
 
@@ -159,6 +164,9 @@ class Supervisor:
         self._uploading: set[str] = set()  # accounts whose backup has its slot and runs
         self._released: dict[str, asyncio.Event] = {}
         self._drive_until: dict[str, float] = {}  # monotonic: the lease's renew deadline per account
+        self._to_prefetch: dict[str, tuple[int, asyncio.Future[None]]] = {}
+        self._prefetched: dict[str, asyncio.Future[None]] = {}  # ensure waits for its account's read
+        self._prefetcher: asyncio.Task[None] | None = None
 
     # ---- feeding signals
 
@@ -170,6 +178,7 @@ class Supervisor:
 
     def hold(self, account: str, epoch: int, jid: str | None = None, shown: Shown | None = None) -> None:
         """Start driving an account (its lease is ours at `epoch`; the acquisition showed `shown`)."""
+        self._prefetch(account, epoch)
         if account in self._tasks:
             self.views[account].shown = shown
             self.deliver(account, a.Begin(epoch=epoch))
@@ -179,6 +188,27 @@ class Supervisor:
         self._released[account] = asyncio.Event()
         self._tasks[account] = asyncio.create_task(self._drive(account), name=f"account:{account}")
         self.deliver(account, a.Begin(epoch=epoch))
+
+    def _prefetch(self, account: str, epoch: int) -> None:
+        """Queue the account for the next batched read ahead of `ensure`: the accounts of one
+        acquisition arrive together and share one read; those arriving while it runs, the next."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_prefetch[account] = (epoch, done)
+        self._prefetched[account] = done
+        if self._prefetcher is None or self._prefetcher.done():
+            self._prefetcher = asyncio.create_task(self._prefetch_queued())
+
+    async def _prefetch_queued(self) -> None:
+        while self._to_prefetch:
+            queued, self._to_prefetch = self._to_prefetch, {}
+            try:
+                await asyncio.to_thread(self.vault.prefetch, {acc: e for acc, (e, _) in queued.items()})
+            except Exception as exc:  # each ensure then reads for itself
+                log.warning("reading ahead for %d accounts failed: %s", len(queued), exc)
+            finally:
+                for _, done in queued.values():
+                    if not done.done():
+                        done.set_result(None)
 
     async def release(self, account: str, within_s: float, show_released: bool = True) -> bool:
         """Stop the worker, final backup when connected, status `unattended` (unless not
@@ -264,9 +294,7 @@ class Supervisor:
         state = view.state
         match action:
             case a.EnsureSession():
-                async with self._starts:
-                    done = await asyncio.to_thread(self.vault.ensure, account, state.jid, state.epoch)
-                self.deliver(account, done)
+                self.deliver(account, await self._ensure(account, state))
             case a.StartWorker():
                 self._count_start(account, view)
                 await self.workers.start(account, self.sessions_path / account, self._hold_ms(account))
@@ -312,6 +340,13 @@ class Supervisor:
                 await self.commands.finish(cid, ok, text)
             case a.Stopped():
                 self._released[account].set()
+
+    async def _ensure(self, account: str, state: a.AccountState) -> a.EnsureDone:
+        prefetched = self._prefetched.pop(account, None)
+        if prefetched is not None:  # its batched read ahead (not holding a start slot meanwhile)
+            await prefetched
+        async with self._starts:
+            return await asyncio.to_thread(self.vault.ensure, account, state.jid, state.epoch)
 
     def _emit(self, state: a.AccountState, emit: a.Emit) -> None:
         code = "" if emit.reason_code is None else f" ({emit.reason_code})"
@@ -412,6 +447,7 @@ class Supervisor:
         self._released.pop(account, None)
         self._backup_tasks.pop(account, None)
         self._drive_until.pop(account, None)
+        self._prefetched.pop(account, None)
         view = self.views.pop(account, None)
         if view is not None and (kill or view.state.phase in RUNNING) and self.workers.alive(account):
             await self.workers.stop(account, kill=True)

@@ -146,6 +146,22 @@ class SessionVault:
     def generations(self, account: str) -> list[Manifest]:
         return self.store.manifests(check_account_id(account))
 
+    def prefetch_newest(self, held: Mapping[str, int]) -> int:
+        """Read the newest generation of accounts just acquired, {account: epoch}, in two batched
+        reads instead of one query each at `ensure_session`; returns how many were found.
+
+        Only for leases already taken at those epochs: from then on no other host can commit
+        a generation (its commits are fenced on the lease), so what is read stays the newest
+        for the whole hold. Accounts not found here are read by `ensure_session` as before.
+        """
+        for account in held:
+            check_account_id(account)
+        found = self.store.newest_many(list(held))
+        for account, manifest in found.items():
+            with self._lock(account):
+                self._newest[account] = (held[account], manifest)
+        return len(found)
+
     def _newest_manifest(self, account: str, epoch: int) -> Manifest | None:
         cached = self._newest.get(account)
         if cached is not None and cached[0] == epoch:
@@ -354,7 +370,11 @@ class SessionVault:
             driven = self.disk.driven_epoch(account) if usable else None
             if usable and driven == epoch:  # a reconnect in the same hold: nothing newer can exist
                 return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid)
-            newest = _Read(self.store.newest(account))  # one read: the restore and the first backup use it
+            cached = self._newest.get(account)
+            if cached is not None and cached[0] == epoch:  # prefetched, or ours in this hold
+                newest = _Read(cached[1])
+            else:  # one read: the restore and the first backup use it
+                newest = _Read(self.store.newest(account))
             if newest.manifest is not None:
                 self._newest[account] = (epoch, dataclasses.replace(newest.manifest, head=None))
             if usable and not disk_is_behind(newest.manifest, driven):

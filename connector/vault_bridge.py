@@ -45,6 +45,9 @@ class VaultBridge:
             return a.EnsureDone(jid=outcome.jid, generation=generation)
         return a.EnsureDone(jid=None)
 
+    def prefetch(self, held: Mapping[str, int]) -> None:
+        self.vault.prefetch_newest(held)
+
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
         try:
             outcome = self.vault.backup(account, jid, epoch, while_connected)

@@ -47,6 +47,8 @@ RESERVED_FIELD = "backup_reserved_generation"
 SUMMARY_FIELD = "backup"
 MAX_BATCH_BYTES = 3840 * 1024
 """Chunks per commit, capped by bytes: Firestore takes 10 MiB per request, the emulator 4 MiB."""
+GET_ALL_BATCH = 300
+"""Documents per batched read."""
 
 
 class BadManifestError(KeeperError):
@@ -295,6 +297,27 @@ class FirestoreBackupStore:
         self.stats.add(reads=1)
         found = self._parsed(account, docs)
         return found[0] if found else None
+
+    def newest_many(self, accounts: Sequence[str]) -> dict[str, Manifest]:
+        named: dict[str, int] = {}
+        for start in range(0, len(accounts), GET_ALL_BATCH):
+            refs = [self._account(a) for a in accounts[start : start + GET_ALL_BATCH]]
+            for snap in self._db.get_all(refs, field_paths=[SUMMARY_FIELD]):
+                self.stats.add(reads=1)
+                summary = (snap.to_dict() or {}).get(SUMMARY_FIELD) if snap.exists else None
+                generation = summary.get("generation") if isinstance(summary, dict) else None
+                if isinstance(generation, int) and not isinstance(generation, bool) and generation > 0:
+                    named[snap.id] = generation
+        found: dict[str, Manifest] = {}
+        wanted = list(named.items())
+        for start in range(0, len(wanted), GET_ALL_BATCH):
+            refs = [self._manifest(a, g) for a, g in wanted[start : start + GET_ALL_BATCH]]
+            for snap in self._db.get_all(refs):
+                account = snap.reference.parent.parent.id
+                for manifest in self._parsed(account, [snap] if snap.exists else []):
+                    found[account] = manifest
+            self.stats.add(reads=len(refs))
+        return found
 
     def _head(self, account: str, generation: int) -> bytes | None:
         snap = self._manifest(account, generation).get(field_paths=[HEAD_FIELD])

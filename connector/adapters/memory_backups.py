@@ -114,6 +114,16 @@ class MemoryBackupStore:
             found = [m for (a, _), m in self._manifests.items() if a == account]
         return max(found, key=lambda m: m.generation, default=None)
 
+    def newest_many(self, accounts: Sequence[str]) -> dict[str, Manifest]:
+        found = {}
+        with self._lock:
+            for account in accounts:
+                summary = self.summaries.get(account)
+                generation = None if summary is None else summary.get("generation")
+                if isinstance(generation, int) and (account, generation) in self._manifests:
+                    found[account] = self._manifests[(account, generation)]
+        return found
+
     def read_chunks(self, account: str, generation: int, count: int, start: int = 0) -> list[bytes | None]:
         with self._lock:
             stored = dict(self._chunks.get((account, generation), {}))

@@ -367,3 +367,41 @@ def test_firestore_refuses_a_lease_with_a_bad_epoch(clean_firestore: firestore.C
     ):
         store.reserve_generation("acct-a", 7)
     assert store.manifests("acct-a") == [] and store.orphan_generations("acct-a") == []
+
+
+def test_newest_many_reads_the_newest_of_each_account_by_its_summary(rig: Rig) -> None:
+    write_inline(rig, manifest("acct-a", 1, chunk_count=1))
+    chunks = write_inline(rig, manifest("acct-a", 2, chunk_count=1, good=False))
+    b = write_inline(rig, manifest("acct-b", 1, chunk_count=2))
+    found = rig.store.newest_many(["acct-a", "acct-b", "acct-c"])
+    assert sorted(found) == ["acct-a", "acct-b"]  # acct-c has no backup: left to `newest`
+    assert (found["acct-a"].generation, found["acct-a"].good, found["acct-a"].head) == (2, False, chunks[0])
+    assert (found["acct-b"].generation, found["acct-b"].head) == (1, b[0])
+    assert found["acct-a"] == rig.store.newest("acct-a")
+    assert rig.store.newest_many([]) == {}
+
+
+def test_newest_many_follows_a_newer_generation_and_a_deleted_one(rig: Rig) -> None:
+    write_inline(rig, manifest("acct-a", 1, chunk_count=1))
+    write_inline(rig, manifest("acct-a", 2, chunk_count=1))
+    assert rig.store.newest_many(["acct-a"])["acct-a"].generation == 2
+    rig.store.delete_generation("acct-a", 2)
+    assert rig.store.newest_many(["acct-a"])["acct-a"].generation == 1
+
+
+def test_firestore_newest_many_leaves_out_a_summary_naming_no_readable_manifest(
+    clean_firestore: firestore.Client,
+) -> None:
+    """A delete halfway (manifest gone, summary not yet moved back), a hand-edited summary,
+    a malformed manifest: the caller asks `newest` for those accounts."""
+    store = FirestoreBackupStore(clean_firestore)
+    rig = Rig(store, lambda a, e: None, lambda a: None)
+    for account in ("gone", "text", "bad", "fine"):
+        write_inline(rig, manifest(account, 1, chunk_count=1))
+    accounts = clean_firestore.collection(Collections.ACCOUNTS)
+    clean_firestore.document(f"{Collections.ACCOUNTS}/gone/{SubCollections.BACKUPS}/1").delete()
+    accounts.document("text").update({"backup.generation": "1"})
+    clean_firestore.document(f"{Collections.ACCOUNTS}/bad/{SubCollections.BACKUPS}/1").update(
+        {"chunk_count": 0}
+    )
+    assert sorted(store.newest_many(["gone", "text", "bad", "fine"])) == ["fine"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from connector import account as a
@@ -28,6 +28,9 @@ CYCLES = 20
 
 class DiskOnlyVault:
     """The vault's answer for a session that is on disk and healthy."""
+
+    def prefetch(self, held: Mapping[str, int]) -> None:
+        return None
 
     def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone:
         return a.EnsureDone(jid=JID)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,9 +28,22 @@ class FakeVault:
         self.ensure_failures = 0
         self.problem: str | None = None
         self.calls: list[str] = []
+        self.prefetches: list[dict[str, int]] = []
+        self.prefetch_fails = False
+        self.order: list[str] = []  # prefetches and ensures as they happened
+        self.prefetch_gate = threading.Event()
+        self.prefetch_gate.set()
+
+    def prefetch(self, held: Mapping[str, int]) -> None:
+        self.prefetches.append(dict(held))
+        self.order.append("prefetch " + ",".join(sorted(held)))
+        self.prefetch_gate.wait(30)
+        if self.prefetch_fails:
+            raise OSError("firestore unreachable")
 
     def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone:
         self.calls.append("ensure")
+        self.order.append(f"ensure {account}")
         if self.ensure_failures:
             self.ensure_failures -= 1
             raise OSError("firestore unreachable")
@@ -175,6 +188,35 @@ async def test_hold_runs_the_restore_order_then_connects(rig: Rig) -> None:
     assert rig.events.events[0].lease_epoch == 2
     assert rig.status.writes[-1].holder == "conn-a"
     await until(lambda: len(rig.vault.backups) >= 2)  # periodic backups while connected
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_accounts_acquired_together_are_read_ahead_in_one_batch_before_their_ensures(
+    rig: Rig,
+) -> None:
+    rig.vault.prefetch_gate.clear()
+    for account in ("a", "b", "c"):
+        rig.sup.hold(account, epoch=4)  # what the elector does for one acquisition batch
+    await until(lambda: rig.vault.order == ["prefetch a,b,c"])
+    await asyncio.sleep(0.1)
+    assert rig.vault.order == ["prefetch a,b,c"]  # no ensure while the read ahead runs
+    rig.vault.prefetch_gate.set()
+    await until(lambda: sum(s.startswith("ensure") for s in rig.vault.order) == 3)
+    assert rig.vault.prefetches == [{"a": 4, "b": 4, "c": 4}]
+    assert rig.vault.order[0] == "prefetch a,b,c"  # every ensure waited for it
+    rig.sup.hold("d", epoch=7)  # a later acquisition: a read of its own
+    await until(lambda: "ensure d" in rig.vault.order)
+    assert rig.vault.prefetches[-1] == {"d": 7}
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_a_failed_read_ahead_leaves_each_ensure_to_read_for_itself(rig: Rig) -> None:
+    rig.vault.prefetch_fails = True
+    rig.sup.hold("a", epoch=1)
+    rig.sup.hold("b", epoch=1)
+    await until(lambda: [v["status"] for v in rig.sup.snapshot().values()] == ["connected"] * 2)
+    assert rig.vault.order[0] == "prefetch a,b"
+    assert sorted(rig.vault.order[1:]) == ["ensure a", "ensure b"]
     await rig.sup.shutdown(within_s=5)
 
 

@@ -196,6 +196,10 @@ class CountingStore(MemoryBackupStore):
         self.calls.append("manifests")
         return super().manifests(account, limit)
 
+    def newest_many(self, accounts: Sequence[str]) -> dict[str, Manifest]:
+        self.calls.append("newest_many")
+        return super().newest_many(accounts)
+
 
 def test_a_takeover_reads_one_manifest_for_the_restore_and_its_first_backup(
     tmp_path: Path, tmpl: Path
@@ -216,6 +220,47 @@ def test_a_takeover_reads_one_manifest_for_the_restore_and_its_first_backup(
     change_one_row(tmp_path / "b" / A / "session.db")
     assert host_b.backup(A, JID, 2, True).generation == 2
     assert store.calls == ["commit_next"]
+
+
+def test_accounts_read_ahead_in_one_batch_need_no_read_of_their_own_at_ensure(
+    tmp_path: Path, tmpl: Path
+) -> None:
+    """A takeover of many accounts: one batched read ahead of all of them, then each ensure
+    decides (disk behind or not, what to restore) on what it read."""
+    store = CountingStore()
+    host_a, _ = make_vault(tmp_path / "a", store)
+    for account in ("acct-1", "acct-2"):
+        make_session(tmpl, tmp_path / "a" / account / "session.db")
+        assert host_a.ensure_session(account, JID, 1).action is EnsureAction.USED_DISK
+        assert host_a.backup(account, JID, 1, True).generation == 1
+    store.set_lease_epoch("acct-1", 2)  # host B drives acct-1 and hands it back with a newer backup
+    host_b, _ = make_vault(tmp_path / "b", store)
+    assert host_b.ensure_session("acct-1", JID, 2).action is EnsureAction.RESTORED
+    change_one_row(tmp_path / "b" / "acct-1" / "session.db")
+    assert host_b.backup("acct-1", JID, 2, True).generation == 2
+    for account, epoch in (("acct-1", 3), ("acct-2", 2), ("acct-new", 1)):
+        store.set_lease_epoch(account, epoch)
+    store.calls.clear()
+    assert host_a.prefetch_newest({"acct-1": 3, "acct-2": 2, "acct-new": 1}) == 2
+    assert store.calls == ["newest_many"]
+    store.calls.clear()
+    back = host_a.ensure_session("acct-1", JID, 3)
+    assert (back.action, back.generation) == (EnsureAction.RESTORED, 2)  # behind: restored, no read
+    assert host_a.ensure_session("acct-2", JID, 2).action is EnsureAction.USED_DISK
+    assert store.calls == []
+    assert host_a.ensure_session("acct-new", None, 1).action is EnsureAction.SESSION_MISSING
+    assert store.calls[0] == "newest"  # not found ahead: read as before
+
+
+def test_a_read_ahead_for_another_epoch_is_not_used(tmp_path: Path, tmpl: Path) -> None:
+    store = CountingStore()
+    vault, _ = make_vault(tmp_path, store)
+    make_session(tmpl, tmp_path / A / "session.db")
+    assert vault.backup(A, JID, 1, True).generation == 1
+    vault.prefetch_newest({A: 2})
+    store.calls.clear()
+    assert vault.ensure_session(A, JID, 3).action is EnsureAction.USED_DISK
+    assert store.calls == ["newest"]
 
 
 def test_marking_the_good_generation_just_restored_costs_no_store_call(root: Path, session: Path) -> None:

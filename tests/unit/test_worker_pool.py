@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -22,6 +22,9 @@ JID = "15550001111:7@s.whatsapp.net"
 
 
 class SessionOnDisk:
+    def prefetch(self, held: Mapping[str, int]) -> None:
+        return None
+
     def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone:
         return a.EnsureDone(jid=JID)
 
