@@ -298,11 +298,20 @@ class _Helpers:
         self._tasks += [asyncio.create_task(c) for c in coroutines]
 
     async def cancel(self) -> None:
+        """Cancel the helpers and wait for them; a socket or disk error of a helper ends with it,
+        anything else is raised. A cancellation of the caller itself (the session's `stop`
+        arriving meanwhile) propagates: swallowing it made the connection loop reconnect
+        instead of ending, and `stop` then waited forever (the e2e 515-then-drop test, under load)."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError, sqlite3.Error):
-                await task
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, _HELPER_ENDINGS):
+                raise result
+
+
+_HELPER_ENDINGS = (asyncio.CancelledError, ConnectionError, RuntimeError, sqlite3.Error)
+"""How a cancelled helper may end without that being a fault."""
 
 
 def _read_device(path: Path) -> tuple[str, bytes] | None:
