@@ -70,13 +70,16 @@ class FirestoreHandoffHints:
         doc = self._doc(me)
 
         def on_snapshot(docs: list[Any], _changes: Any, _read_time: Any) -> None:
-            for snap in docs:
-                accounts = hinted_accounts(snap.id, snap.to_dict() if snap.exists else None)
-                if not accounts:
-                    continue
-                on_hint(accounts)
-                with contextlib.suppress(gexc.GoogleAPICallError):  # cleared by the next one, then
-                    doc.update({"accounts": firestore.ArrayRemove(accounts)})
+            try:
+                for snap in docs:
+                    accounts = hinted_accounts(snap.id, snap.to_dict() if snap.exists else None)
+                    if not accounts:
+                        continue
+                    on_hint(accounts)
+                    with contextlib.suppress(gexc.GoogleAPIError):  # cleared by the next one, then
+                        doc.update({"accounts": firestore.ArrayRemove(accounts)})
+            except Exception:  # raised into the client's watch thread, it would end the listener
+                log.exception("%s/%s: a hint snapshot could not be handled", Collections.HANDOFFS, me)
 
         self._watch = doc.on_snapshot(on_snapshot)
 

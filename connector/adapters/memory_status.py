@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from connector.ports import StaleEpochError, StatusUpdate
@@ -16,6 +17,20 @@ class MemoryStatusWriter:
 
     async def write(self, account: str, update: StatusUpdate) -> None:
         self.write_sync(account, update)
+
+    def write_many_sync(self, items: Sequence[tuple[str, StatusUpdate]]) -> list[Exception | None]:
+        accounts = [account for account, _ in items]
+        if len(set(accounts)) != len(accounts):
+            raise ValueError("an account appears twice in one batch of statuses")
+        results: list[Exception | None] = []
+        for account, update in items:
+            try:
+                self.write_sync(account, update)
+            except StaleEpochError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
 
     def write_sync(self, account: str, update: StatusUpdate) -> None:
         current = self.lease_epochs.get(account, 0)

@@ -13,6 +13,7 @@ from connector.adapters.firestore_hints import FirestoreHandoffHints, hinted_acc
 from connector.adapters.memory_hints import HintBoard, MemoryHandoffHints
 from connector.lease_record import LeaseError
 from connector.ports import HandoffHints
+from tests.integration.failover_support import Check
 from tests.integration.stack_support import wait_until
 from wa_wire import Collections
 
@@ -58,6 +59,12 @@ class Heard:
             return set(self.accounts)
 
 
+def hearing(heard: Heard, hints: HandoffHints, want: set[str]) -> Check:
+    """Whether `want` was heard; if not, what was, and whether the listener still runs."""
+    got = heard.all()
+    return Check(got == want, f"heard {sorted(got)}, listening: {hints.listening()}")
+
+
 def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
     sender, b, c = rig.make(), rig.make(), rig.make()
     heard_b, heard_c = Heard(), Heard()
@@ -68,8 +75,8 @@ def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
     try:
         sender.send(["conn-b", "conn-c"], ["acct-1", "acct-2"])
         sender.send(["conn-b"], ["acct-3"])
-        wait_until("conn-b hearing three", lambda: heard_b.all() == {"acct-1", "acct-2", "acct-3"}, 30)
-        wait_until("conn-c hearing two", lambda: heard_c.all() == {"acct-1", "acct-2"}, 30)
+        wait_until("conn-b hearing three", lambda: hearing(heard_b, b, {"acct-1", "acct-2", "acct-3"}), 30)
+        wait_until("conn-c hearing two", lambda: hearing(heard_c, c, {"acct-1", "acct-2"}), 30)
         wait_until("conn-b's hints cleared", lambda: rig.raw("conn-b") == [], 30)
     finally:
         b.stop()

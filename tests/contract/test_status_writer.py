@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ class Rig:
     write: Callable[[str, StatusUpdate], None]
     set_lease_epoch: Callable[[str, int], None]
     read: Callable[[str], dict[str, Any]]
+    write_many: Callable[[list[tuple[str, StatusUpdate]]], list[Exception | None]]
+    change_lease_behind: Callable[[str], None]  # another writer touches the lease, same epoch
 
 
 @pytest.fixture(params=["memory", "firestore", "firestore-known-leases"])
@@ -33,6 +36,8 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
             write=fake.write_sync,
             set_lease_epoch=fake.lease_epochs.__setitem__,
             read=lambda account: dict(fake.docs.get(account, {})),
+            write_many=fake.write_many_sync,
+            change_lease_behind=lambda account: None,
         )
         return
     client: firestore.Client = request.getfixturevalue("clean_firestore")
@@ -49,7 +54,17 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
     def read(account: str) -> dict[str, Any]:
         return client.collection(Collections.ACCOUNTS).document(account).get().to_dict() or {}
 
-    yield Rig(write=real.write_sync, set_lease_epoch=set_epoch, read=read)
+    def change_lease_behind(account: str) -> None:  # a renewal this writer has not seen
+        ref = client.collection(Collections.LEASES).document(account)
+        ref.update({"renewed_at": datetime.now(UTC)})
+
+    yield Rig(
+        write=real.write_sync,
+        set_lease_epoch=set_epoch,
+        read=read,
+        write_many=real.write_many_sync,
+        change_lease_behind=change_lease_behind,
+    )
 
 
 def update(status: AccountStatus, epoch: int = 1, **kw: Any) -> StatusUpdate:
@@ -95,3 +110,44 @@ def test_a_newer_epoch_is_accepted(rig: Rig) -> None:
     rig.set_lease_epoch("acct", 2)
     rig.write("acct", update(AccountStatus.CONNECTED, epoch=3))
     assert rig.read("acct")["lease_epoch"] == 3
+
+
+def test_many_statuses_are_written_each_with_its_own_lease_check(rig: Rig) -> None:
+    for account, epoch in (("a", 2), ("b", 5), ("c", 2), ("d", 2)):
+        rig.set_lease_epoch(account, epoch)
+    rig.change_lease_behind("c")  # the batch meets a changed lease: c goes alone, all are written
+    results = rig.write_many(
+        [
+            ("a", update(AccountStatus.CONNECTED, epoch=2)),
+            ("b", update(AccountStatus.CONNECTED, epoch=4)),  # stale: the lease moved on to 5
+            ("c", update(AccountStatus.CONNECTED, epoch=2)),
+            ("d", update(AccountStatus.RECONNECTING, epoch=3)),  # ahead of the lease: allowed
+        ]
+    )
+    assert [type(r).__name__ if r else None for r in results] == [None, "StaleEpochError", None, None]
+    assert [rig.read(x).get("status") for x in "abcd"] == ["connected", None, "connected", "reconnecting"]
+    with pytest.raises(ValueError, match="twice"):
+        rig.write_many([("a", update(AccountStatus.CONNECTED, epoch=2))] * 2)
+
+
+async def test_firestore_statuses_queued_together_go_out_in_one_commit(
+    clean_firestore: firestore.Client,
+) -> None:
+    versions = LeaseVersions()
+    writer = FirestoreStatusWriter(clean_firestore, versions)
+    for account in ("a", "b", "c", "d"):
+        ref = clean_firestore.collection(Collections.LEASES).document(account)
+        now = datetime.now(UTC)
+        ref.set(LeaseRecord(account, "conn-a", 1, 15_000, now, now, 0).to_fields())
+        versions.put_snapshot(account, ref.get())
+    await asyncio.gather(
+        *(writer.write(x, update(AccountStatus.CONNECTED)) for x in "abc"),
+        writer.write("a", update(AccountStatus.RECONNECTING, reason="later")),  # after a's first
+    )
+    assert writer.commits == 1  # a, b, c together; then a's second status, alone (no batch)
+    docs = {
+        x: clean_firestore.collection(Collections.ACCOUNTS).document(x).get().to_dict() or {} for x in "abc"
+    }
+    assert [docs[x]["status"] for x in "abc"] == ["reconnecting", "connected", "connected"]
+    with pytest.raises(StaleEpochError):
+        await writer.write("d", update(AccountStatus.CONNECTED, epoch=0))
