@@ -186,7 +186,9 @@ class LeaseElector:
                     next_at = now
         looks, self._look = self._look, set()
         for account in sorted(looks & set(self._claims)):
-            if account not in self._in_flight and account not in reads and account not in self.held():
+            if account in self._in_flight:  # a read sent before the release may answer "held":
+                self._look.add(account)  # read it again once that call is back
+            elif account not in reads and account not in self.held():
                 reads.append(account)
         if reads:
             self._spawn(reads, self._read(reads))

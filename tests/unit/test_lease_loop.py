@@ -137,6 +137,20 @@ async def test_a_hung_renewal_does_not_delay_the_deadline(clock: FakeClock, stor
     assert a.elector.held() == {"acct": 2}
 
 
+class SlowAnswers(FlakyStore):
+    """Reads happen at once; their answers arrive when `answer` is set (a slow network back)."""
+
+    def __init__(self, store: MemoryLeaseStore, answer: asyncio.Event) -> None:
+        super().__init__(store)
+        self.answer = answer
+
+    async def get_many(self, accounts: Sequence[str]) -> list[LeaseView]:
+        self.calls.append(("get_many", tuple(accounts)))
+        views = await self.store.get_many(accounts)
+        await self.answer.wait()
+        return views
+
+
 class SlowAcquires(FlakyStore):
     """Acquisitions hang until `acquires` is set; everything else answers."""
 
@@ -241,6 +255,34 @@ async def test_a_hint_that_a_lease_was_released_reads_it_before_the_next_poll(
     assert b.path.calls == [("get_many", ("acct",))]
     await b.step()  # no clock moved: taken on the hint, not at the poll
     assert b.elector.held() == {"acct": 2, "elsewhere": 1}
+
+
+async def test_a_hint_arriving_while_the_lease_is_being_read_is_kept_for_after_that_read(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    """The poll's read went out before the release and answers "held by a": without the hint
+    kept, b would wait for its next poll (2 s)."""
+    a, b = Host("conn-a", store, clock), Host("conn-b", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    answer = asyncio.Event()
+    b.path = SlowAnswers(store, answer)
+    b.elector.store = b.path
+    b.elector.set_claims({"acct": 0.0})
+    b.elector.step()  # b's poll read reads the lease (a's) and its answer is slow
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert await a.elector.release("acct")
+    b.elector.look(["acct"])  # the hint, while b's read is out
+    b.elector.step()
+    answer.set()
+    await b.elector.drain()
+    assert b.path.calls == [("get_many", ("acct",))]
+    assert b.elector.known()["acct"].view.holder() == "conn-a"  # type: ignore[union-attr]
+    await b.step()  # no clock moved: read again at once, on the kept hint
+    assert b.path.calls[1:] == [("get_many", ("acct",))]
+    await b.step()
+    assert b.elector.held() == {"acct": 2}
 
 
 async def test_release_all_on_shutdown(clock: FakeClock, store: MemoryLeaseStore) -> None:
