@@ -83,7 +83,7 @@ class Daemon:
         self.registry, self.directory, self.status = registry, directory, status
         self.hints = hints
         self._live: set[str] = set()  # the live connectors placement last saw (hint targets)
-        self._hinted: Callable[[list[str]], None] | None = None  # the hint listener's callback
+        self._hinted: Callable[[dict[str, int | None]], None] | None = None  # the hint listener's callback
         self.hint_sender = HintSender(hints, lambda: sorted(self._live - {config.connector_id}))
         self.outbox, self.publisher, self.metrics = outbox, publisher, metrics
         self.elector = elector_factory(self)
@@ -131,9 +131,12 @@ class Daemon:
             if await asyncio.to_thread(self.directory.still_desired, [account]):
                 log.info("account %s: known from a command before the directory listed it", account)
 
-    def _on_hint(self, accounts: list[str]) -> None:
-        log.info("hint: %d accounts released by another connector; reading their leases", len(accounts))
-        self.elector.look(accounts)
+    def _on_hint(self, hinted: dict[str, int | None]) -> None:
+        log.info("hint: %d accounts released by another connector; reading their leases", len(hinted))
+        self.elector.look(hinted)
+        claimed = self.elector.claimed()
+        # Released cleanly at epoch e: read their backups now, for the epoch we would take.
+        self.supervisor.read_ahead({a: e + 1 for a, e in hinted.items() if e is not None and a in claimed})
 
     def on_held_until(self, account: str, epoch: int, until_mono: float) -> None:
         self._spawn(self.supervisor.extend_hold(account, until_mono))
@@ -166,7 +169,7 @@ class Daemon:
             log.error("topic not ready (events wait in the outbox): %s", exc)
         loop = asyncio.get_running_loop()
 
-        def hinted(accounts: list[str]) -> None:  # the listener's thread: hop to the loop
+        def hinted(accounts: dict[str, int | None]) -> None:  # the listener's thread: hop to the loop
             loop.call_soon_threadsafe(self._on_hint, accounts)
 
         self._hinted = hinted
@@ -261,8 +264,8 @@ class Daemon:
             stopped = time.monotonic()
             reason = f"released by {self.config.connector_id}; waiting for the next holder"
             released = await self.elector.release(account, Shown(AccountStatus.UNATTENDED, reason))
-            if released:
-                self.hint_sender.note(account)
+            if released:  # clean: no write of ours at this epoch can land after the release
+                self.hint_sender.note(account, epoch if clean else None)
             if epoch is not None and not released:  # a failed release: show it all the same (fenced)
                 with contextlib.suppress(Exception):
                     update = StatusUpdate(

@@ -21,14 +21,16 @@ class HintSender:
     def __init__(self, hints: HandoffHints, targets: Callable[[], list[str]], delay_s: float = 0.05) -> None:
         """`targets`: the connectors to tell (the other live ones, as placement last saw them)."""
         self._hints, self._targets, self._delay_s = hints, targets, delay_s
-        self._pending: set[str] = set()
+        self._pending: dict[str, int | None] = {}
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         """Hint writes made (each to every target in one commit)."""
 
-    def note(self, account: str) -> None:
-        """`account` was just released: hint it with the others of the next flush."""
-        self._pending.add(account)
+    def note(self, account: str, clean_epoch: int | None = None) -> None:
+        """`account` was just released: hint it with the others of the next flush.
+        `clean_epoch`: the epoch it was released at, when nothing of ours at that epoch can
+        land after the release (the receiver may then read its backups ahead)."""
+        self._pending[account] = clean_epoch
         if self._task is None:
             self._task = asyncio.create_task(self._flush_later())
 
@@ -41,12 +43,12 @@ class HintSender:
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-        accounts, self._pending = sorted(self._pending), set()
+        released, self._pending = dict(sorted(self._pending.items())), {}
         to = self._targets()
-        if not accounts or not to:
+        if not released or not to:
             return
         try:
-            await asyncio.to_thread(self._hints.send, to, accounts)
+            await asyncio.to_thread(self._hints.send, to, released)
             self.sent += 1
         except Exception as exc:  # the receivers find the leases free at their next poll
-            log.warning("handoff hint for %d accounts not sent: %s", len(accounts), exc)
+            log.warning("handoff hint for %d accounts not sent: %s", len(released), exc)

@@ -113,6 +113,10 @@ class LeaseElector:
         self._look.update(accounts)
         self._wake.set()
 
+    def claimed(self) -> set[str]:
+        """The accounts `set_claims` last asked for."""
+        return set(self._claims)
+
     def held(self) -> dict[str, int]:
         """Accounts we hold, with their epochs."""
         return {a: s.held_epoch for a, s in self._local.items() if s.held_epoch is not None}
@@ -188,8 +192,8 @@ class LeaseElector:
         for account in sorted(looks & set(self._claims)):
             if account in self._in_flight:  # a read sent before the release may answer "held":
                 self._look.add(account)  # read it again once that call is back
-            elif account not in reads and account not in self.held():
-                reads.append(account)
+            elif account not in reads and account not in acquires and account not in self.held():
+                reads.append(account)  # (one being taken needs no read: it could answer after)
         if reads:
             self._spawn(reads, self._read(reads))
         for start in range(0, len(acquires), BATCH):
@@ -316,11 +320,15 @@ class LeaseElector:
     ) -> None:
         now = self.clock.monotonic()
         old = self._local.get(account, Local())
+        record = view.record
+        stale = old.held_epoch is not None and (record is None or record.epoch < old.held_epoch)
+        if action is Action.READ and stale:  # epochs only grow: served before our acquisition
+            log.debug("lease of %s: ignored a read older than our epoch %s", account, old.held_epoch)
+            return
         same = old.view is not None and old.view.record == view.record
         local = replace(
             old, view=view, read_mono=now, seen_mono=old.seen_mono if same else now, failed_mono=None
         )
-        record = view.record
         if view.written and record is not None and record.holder == self.holder:
             if action is Action.ACQUIRE and old.held_epoch is None:
                 self._local[account] = replace(local, held_epoch=record.epoch, renewed_mono=sent)

@@ -352,13 +352,15 @@ class HandoffHints(Protocol):
     """`handoffs/{connector}`: accounts other connectors just released, for this one to read
     their leases now rather than at its next poll. Only a hint: the lease decides."""
 
-    def send(self, to: Sequence[str], accounts: Sequence[str]) -> None:
-        """Add `accounts` to the hints of each connector in `to` (one commit)."""
+    def send(self, to: Sequence[str], released: Mapping[str, int | None]) -> None:
+        """Add the `released` accounts to the hints of each connector in `to` (one commit).
+        Each maps to the epoch it was released at when the release was clean (the old
+        holder's last write done: nothing of that epoch can land after it), else None."""
         ...
 
-    def listen(self, me: str, on_hint: Callable[[list[str]], None]) -> None:
-        """Call `on_hint` (from another thread) with the accounts hinted to `me`; each is
-        delivered once, then cleared."""
+    def listen(self, me: str, on_hint: Callable[[dict[str, int | None]], None]) -> None:
+        """Call `on_hint` (from another thread) with the accounts hinted to `me` (as `send`
+        gave them; a clean epoch wins over None); each is delivered once, then cleared."""
         ...
 
     def listening(self) -> bool:

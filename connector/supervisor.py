@@ -167,6 +167,8 @@ class Supervisor:
         self._to_prefetch: dict[str, tuple[int, asyncio.Future[None]]] = {}
         self._prefetched: dict[str, asyncio.Future[None]] = {}  # ensure waits for its account's read
         self._prefetcher: asyncio.Task[None] | None = None
+        self._ahead: dict[str, tuple[int, asyncio.Future[None]]] = {}  # read before the lease is ours
+        self._reading_ahead: set[asyncio.Task[None]] = set()
 
     # ---- feeding signals
 
@@ -191,12 +193,49 @@ class Supervisor:
 
     def _prefetch(self, account: str, epoch: int) -> None:
         """Queue the account for the next batched read ahead of `ensure`: the accounts of one
-        acquisition arrive together and share one read; those arriving while it runs, the next."""
+        acquisition arrive together and share one read; those arriving while it runs, the next.
+        An account already read ahead for this very epoch (`read_ahead`) uses that read."""
+        ahead = self._ahead.pop(account, None)
+        if ahead is not None and ahead[0] == epoch:
+            self._prefetched[account] = ahead[1]
+            return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._to_prefetch[account] = (epoch, done)
         self._prefetched[account] = done
         if self._prefetcher is None or self._prefetcher.done():
             self._prefetcher = asyncio.create_task(self._prefetch_queued())
+
+    def read_ahead(self, epochs: Mapping[str, int]) -> None:
+        """Read the newest backups of accounts about to be taken, {account: the epoch they will
+        be held at}, at once and in one batch, while their leases are being read and taken.
+
+        Only for leases another connector released cleanly at epoch - 1 before we were told
+        (a handoff hint): no write of that epoch can follow the release, and nobody else can
+        write before we hold `epoch` (connector/vault.py, `prefetch_newest`). Taken at another
+        epoch, or not at all, the read is not used. At most one read per account is kept.
+        """
+        wanted = {
+            acc: e
+            for acc, e in epochs.items()
+            if acc not in self._tasks and self._ahead.get(acc, (None,))[0] != e  # not read yet
+        }
+        if not wanted:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for account, epoch in wanted.items():
+            self._ahead[account] = (epoch, done)
+        task = asyncio.create_task(self._read_ahead(wanted, done))
+        self._reading_ahead.add(task)
+        task.add_done_callback(self._reading_ahead.discard)
+
+    async def _read_ahead(self, epochs: dict[str, int], done: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.to_thread(self.vault.prefetch, epochs)
+        except Exception as exc:  # each ensure then reads for itself
+            log.warning("reading ahead for %d accounts about to be taken failed: %s", len(epochs), exc)
+        finally:
+            if not done.done():
+                done.set_result(None)
 
     async def _prefetch_queued(self) -> None:
         while self._to_prefetch:
@@ -213,15 +252,23 @@ class Supervisor:
     async def release(self, account: str, within_s: float, show_released: bool = True) -> bool:
         """Stop the worker, final backup when connected, status `unattended` (unless not
         `show_released`: the lease release shows it), forget the account.
-        False when that did not finish within `within_s` (the worker is killed)."""
+        True only when all of that, and any backup of the account still running, finished
+        within `within_s` (else the worker is killed, and a write of ours may still land)."""
         done = self._released.get(account)
         if done is None:
             return False
+        started = self.clock.monotonic()
         self.deliver(account, a.StopRequested(show_released=show_released))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), within_s)
+        clean = done.is_set()
+        running = self._backup_tasks.get(account)
+        if running is not None and not running.done():  # a periodic one (the final one is awaited)
+            left = max(0.0, within_s - (self.clock.monotonic() - started))
+            await asyncio.wait([running], timeout=left)
+            clean = clean and running.done()
         await self._forget(account)
-        return done.is_set()
+        return clean
 
     async def fence(self, account: str) -> None:
         """Stop the worker now and forget the account, writing nothing (the lease is not ours)."""
@@ -344,7 +391,7 @@ class Supervisor:
     async def _ensure(self, account: str, state: a.AccountState) -> a.EnsureDone:
         prefetched = self._prefetched.pop(account, None)
         if prefetched is not None:  # its batched read ahead (not holding a start slot meanwhile)
-            await prefetched
+            await asyncio.wait([prefetched])  # shared: a cancelled wait must not cancel the read
         async with self._starts:
             return await asyncio.to_thread(self.vault.ensure, account, state.jid, state.epoch)
 

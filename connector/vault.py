@@ -152,7 +152,11 @@ class SessionVault:
 
         Only for leases already taken at those epochs: from then on no other host can commit
         a generation (its commits are fenced on the lease), so what is read stays the newest
-        for the whole hold. Accounts not found here are read by `ensure_session` as before.
+        for the whole hold. Or for leases about to be taken at those epochs that were released
+        cleanly at epoch - 1 before this read: the old holder writes nothing after that release,
+        and nobody holds the lease until we take it at `epoch` (taking always increments it), so
+        the read stays the newest if and only if we do; at any other epoch it is not used.
+        Accounts not found here are read by `ensure_session` as before.
         """
         for account in held:
             check_account_id(account)

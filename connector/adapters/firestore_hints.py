@@ -7,13 +7,19 @@ became several times slower per listener (measured: 2 listeners on 200
 accounts, about 8x). A single-document listener receives only its own hints.
 A releasing connector adds the accounts to the hint document of each other
 live connector; the receiver reads those leases at once and clears what it saw.
+
+A release made cleanly (the old holder's last write done: nothing of its epoch
+can land after it) is also listed under `clean` with that epoch, so the receiver
+may read the newest backups ahead while it takes the lease at the next epoch
+(connector/vault.py, `prefetch_newest`). Entries are removed exactly as seen, so
+a hint added meanwhile stays, and a malformed one is cleared after one warning.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -25,26 +31,65 @@ from wa_wire import Collections
 log = logging.getLogger("wa_keeper.hints")
 
 
-def hinted_accounts(doc_id: str, data: dict[str, Any] | None) -> list[str]:
-    """The valid account ids of a hint document; what is malformed is logged and skipped."""
-    if not data:
-        return []
-    accounts = data.get("accounts", [])
-    if not isinstance(accounts, list):
-        log.warning(
-            "%s/%s: field accounts is %r, expected a list of account ids",
-            Collections.HANDOFFS,
-            doc_id,
-            accounts,
-        )
-        return []
-    valid = []
-    for account in accounts:
+def hinted_accounts(doc_id: str, data: dict[str, Any] | None) -> dict[str, int | None]:
+    """The valid hints of a hint document: account id -> the epoch it was cleanly released at,
+    None when only the account is named. What is malformed is logged and skipped."""
+    where = f"{Collections.HANDOFFS}/{doc_id}"
+    hinted: dict[str, int | None] = {}
+    for account in _entries(where, data, "accounts"):
         try:
-            valid.append(check_id("account", account))
+            hinted[check_id("account", account)] = None
         except LeaseError as exc:
-            log.warning("%s/%s: ignored a hint: %s", Collections.HANDOFFS, doc_id, exc)
-    return sorted(set(valid))
+            log.warning("%s: ignored a hint: %s", where, exc)
+    for entry in _entries(where, data, "clean"):
+        fields = entry if isinstance(entry, dict) else {}
+        epoch = fields.get("epoch")
+        try:
+            account = check_id("account", fields.get("account"))
+            if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+                raise LeaseError(f"epoch must be a positive integer, got {epoch!r}")
+        except LeaseError as exc:
+            log.warning("%s: ignored a clean-release hint %r: %s", where, entry, exc)
+            continue
+        hinted[account] = max(epoch, hinted.get(account) or 0)
+    return dict(sorted(hinted.items()))
+
+
+def _entries(where: str, data: dict[str, Any] | None, name: str) -> list[Any]:
+    value = (data or {}).get(name, [])
+    if isinstance(value, list):
+        return value
+    log.warning("%s: field %s is %r, expected a list", where, name, value)
+    return []
+
+
+def _clearing(data: dict[str, Any]) -> dict[str, Any]:
+    """The update that removes every entry seen, valid or not (a later hint added meanwhile
+    stays): a malformed entry is logged once, not at every snapshot."""
+    update: dict[str, Any] = {}
+    for name in ("accounts", "clean"):
+        if name not in data:
+            continue
+        value = data[name]
+        if isinstance(value, list):
+            if value:
+                update[name] = firestore.ArrayRemove(value)
+        else:
+            update[name] = firestore.DELETE_FIELD
+    return update
+
+
+class Unheard:
+    """What each snapshot of a hint document adds to what was heard: a hint added before our
+    clear of the last one landed shows the entries already heard again."""
+
+    def __init__(self) -> None:
+        self._heard: set[tuple[str, int | None]] = set()
+
+    def take(self, hinted: dict[str, int | None]) -> dict[str, int | None]:
+        fresh = {a: e for a, e in hinted.items() if (a, e) not in self._heard}
+        self._heard = set(hinted.items())  # once cleared, an entry may be heard again
+        return fresh
 
 
 class FirestoreHandoffHints:
@@ -55,29 +100,39 @@ class FirestoreHandoffHints:
     def _doc(self, connector: str) -> firestore.DocumentReference:
         return self._client.collection(Collections.HANDOFFS).document(check_id("connector id", connector))
 
-    def send(self, to: Sequence[str], accounts: Sequence[str]) -> None:
-        ids = [check_id("account", a) for a in accounts]
-        if not to or not ids:
+    def send(self, to: Sequence[str], released: Mapping[str, int | None]) -> None:
+        hinted = {check_id("account", a): e for a, e in released.items()}
+        targets = [check_id("connector id", c) for c in to]
+        if not targets or not hinted:
             return
+        clean = [{"account": a, "epoch": e} for a, e in sorted(hinted.items()) if e is not None]
+        fields: dict[str, Any] = {"accounts": firestore.ArrayUnion(sorted(hinted))}
+        if clean:
+            fields["clean"] = firestore.ArrayUnion(clean)
+        fields["updated_at"] = firestore.SERVER_TIMESTAMP
         batch = self._client.batch()
-        for connector in to:
-            fields = {"accounts": firestore.ArrayUnion(ids), "updated_at": firestore.SERVER_TIMESTAMP}
+        for connector in targets:
             batch.set(self._doc(connector), fields, merge=True)
         batch.commit()
 
-    def listen(self, me: str, on_hint: Callable[[list[str]], None]) -> None:
+    def listen(self, me: str, on_hint: Callable[[dict[str, int | None]], None]) -> None:
         self.stop()
         doc = self._doc(me)
+        unheard = Unheard()
 
         def on_snapshot(docs: list[Any], _changes: Any, _read_time: Any) -> None:
             try:
                 for snap in docs:
-                    accounts = hinted_accounts(snap.id, snap.to_dict() if snap.exists else None)
-                    if not accounts:
+                    data = snap.to_dict() if snap.exists else None
+                    fresh = unheard.take(hinted_accounts(snap.id, data) if data else {})
+                    if not data:
                         continue
-                    on_hint(accounts)
-                    with contextlib.suppress(gexc.GoogleAPIError):  # cleared by the next one, then
-                        doc.update({"accounts": firestore.ArrayRemove(accounts)})
+                    if fresh:
+                        on_hint(fresh)
+                    update = _clearing(data)
+                    if update:
+                        with contextlib.suppress(gexc.GoogleAPIError):  # cleared by the next one, then
+                            doc.update(update)
             except Exception:  # raised into the client's watch thread, it would end the listener
                 log.exception("%s/%s: a hint snapshot could not be handled", Collections.HANDOFFS, me)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from connector.lease_record import check_id
 
@@ -12,14 +12,16 @@ class HintBoard:
 
     def __init__(self) -> None:
         self.docs: dict[str, list[str]] = {}
-        self.listeners: dict[str, Callable[[list[str]], None]] = {}
+        self.clean: dict[str, dict[str, int]] = {}
+        self.listeners: dict[str, Callable[[dict[str, int | None]], None]] = {}
 
     def deliver(self, connector: str) -> None:
         on_hint = self.listeners.get(connector)
-        accounts = sorted(set(self.docs.get(connector, [])))
-        if on_hint is not None and accounts:
-            self.docs[connector] = []
-            on_hint(accounts)
+        clean = self.clean.get(connector, {})
+        hinted: dict[str, int | None] = {a: clean.get(a) for a in sorted(set(self.docs.get(connector, [])))}
+        if on_hint is not None and hinted:
+            self.docs[connector], self.clean[connector] = [], {}
+            on_hint(hinted)
 
 
 class MemoryHandoffHints:
@@ -27,13 +29,18 @@ class MemoryHandoffHints:
         self.board = board
         self._me: str | None = None
 
-    def send(self, to: Sequence[str], accounts: Sequence[str]) -> None:
-        ids = [check_id("account", a) for a in accounts]
-        for connector in to:
-            self.board.docs.setdefault(check_id("connector id", connector), []).extend(ids)
+    def send(self, to: Sequence[str], released: Mapping[str, int | None]) -> None:
+        hinted = {check_id("account", a): e for a, e in released.items()}
+        targets = [check_id("connector id", c) for c in to]
+        if not hinted:
+            return
+        for connector in targets:
+            self.board.docs.setdefault(connector, []).extend(hinted)
+            clean = self.board.clean.setdefault(connector, {})
+            clean.update({a: max(e, clean.get(a, 0)) for a, e in hinted.items() if e is not None})
             self.board.deliver(connector)
 
-    def listen(self, me: str, on_hint: Callable[[list[str]], None]) -> None:
+    def listen(self, me: str, on_hint: Callable[[dict[str, int | None]], None]) -> None:
         self._me = check_id("connector id", me)
         self.board.listeners[me] = on_hint
         self.board.deliver(me)

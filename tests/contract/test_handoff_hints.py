@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from google.cloud import firestore
 
-from connector.adapters.firestore_hints import FirestoreHandoffHints, hinted_accounts
+from connector.adapters.firestore_hints import FirestoreHandoffHints, Unheard, hinted_accounts
 from connector.adapters.memory_hints import HintBoard, MemoryHandoffHints
 from connector.lease_record import LeaseError
 from connector.ports import HandoffHints
@@ -17,22 +17,34 @@ from tests.integration.failover_support import Check
 from tests.integration.stack_support import wait_until
 from wa_wire import Collections
 
+Held = tuple[list[object], list[object]]  # a hint document's accounts and clean entries
+
 
 @dataclass
 class Rig:
     make: Callable[[], HandoffHints]  # one per connector
-    raw: Callable[[str], list[str] | None]  # what a hint document holds now
+    raw: Callable[[str], Held | None]  # what a hint document holds now (None: no document)
 
 
 def memory_rig() -> Rig:
     board = HintBoard()
-    return Rig(make=lambda: MemoryHandoffHints(board), raw=board.docs.get)
+
+    def raw(connector: str) -> Held | None:
+        if connector not in board.docs:
+            return None
+        clean = board.clean.get(connector, {})
+        return list(board.docs[connector]), [{"account": a, "epoch": e} for a, e in clean.items()]
+
+    return Rig(make=lambda: MemoryHandoffHints(board), raw=raw)
 
 
 def firestore_rig(client: firestore.Client) -> Rig:
-    def raw(connector: str) -> list[str] | None:
+    def raw(connector: str) -> Held | None:
         snap = client.collection(Collections.HANDOFFS).document(connector).get()
-        return list((snap.to_dict() or {}).get("accounts", [])) if snap.exists else None
+        if not snap.exists:
+            return None
+        data = snap.to_dict() or {}
+        return list(data.get("accounts", [])), list(data.get("clean", []))
 
     return Rig(make=lambda: FirestoreHandoffHints(client), raw=raw)
 
@@ -48,21 +60,24 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
 class Heard:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.accounts: list[str] = []
+        self.hints: list[dict[str, int | None]] = []
 
-    def __call__(self, accounts: list[str]) -> None:
+    def __call__(self, hinted: dict[str, int | None]) -> None:
         with self.lock:
-            self.accounts.extend(accounts)
+            self.hints.append(dict(hinted))
 
-    def all(self) -> set[str]:
+    def all(self) -> dict[str, int | None]:
         with self.lock:
-            return set(self.accounts)
+            merged: dict[str, int | None] = {}
+            for hint in self.hints:
+                merged.update(hint)
+            return merged
 
 
-def hearing(heard: Heard, hints: HandoffHints, want: set[str]) -> Check:
+def hearing(heard: Heard, hints: HandoffHints, want: dict[str, int | None]) -> Check:
     """Whether `want` was heard; if not, what was, and whether the listener still runs."""
     got = heard.all()
-    return Check(got == want, f"heard {sorted(got)}, listening: {hints.listening()}")
+    return Check(got == want, f"heard {got}, listening: {hints.listening()}")
 
 
 def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
@@ -73,11 +88,12 @@ def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
     c.listen("conn-c", heard_c)
     wait_until("both listening", lambda: b.listening() and c.listening(), 30)
     try:
-        sender.send(["conn-b", "conn-c"], ["acct-1", "acct-2"])
-        sender.send(["conn-b"], ["acct-3"])
-        wait_until("conn-b hearing three", lambda: hearing(heard_b, b, {"acct-1", "acct-2", "acct-3"}), 30)
-        wait_until("conn-c hearing two", lambda: hearing(heard_c, c, {"acct-1", "acct-2"}), 30)
-        wait_until("conn-b's hints cleared", lambda: rig.raw("conn-b") == [], 30)
+        sender.send(["conn-b", "conn-c"], {"acct-1": None, "acct-2": 4})
+        sender.send(["conn-b"], {"acct-3": None})
+        three = {"acct-1": None, "acct-2": 4, "acct-3": None}
+        wait_until("conn-b hearing three", lambda: hearing(heard_b, b, three), 30)
+        wait_until("conn-c hearing two", lambda: hearing(heard_c, c, {"acct-1": None, "acct-2": 4}), 30)
+        wait_until("conn-b's hints cleared", lambda: rig.raw("conn-b") == ([], []), 30)
     finally:
         b.stop()
         c.stop()
@@ -85,43 +101,83 @@ def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
 
 
 def test_hints_sent_before_the_target_listens_reach_it_when_it_does(rig: Rig) -> None:
-    rig.make().send(["conn-b"], ["acct-1"])
+    sender = rig.make()
+    sender.send(["conn-b"], {"acct-1": None, "acct-2": None})
+    sender.send(["conn-b"], {"acct-2": 7})
     late, heard = rig.make(), Heard()
     late.listen("conn-b", heard)
-    try:
-        wait_until("the waiting hint heard", lambda: heard.all() == {"acct-1"}, 30)
+    try:  # both waiting hints of acct-2 arrive as one: its clean epoch wins over the bare id
+        wait_until("the waiting hints heard", lambda: heard.all() == {"acct-1": None, "acct-2": 7}, 30)
     finally:
         late.stop()
 
 
 def test_nothing_to_send_writes_nothing(rig: Rig) -> None:
     hints = rig.make()
-    hints.send([], ["acct-1"])
-    hints.send(["conn-b"], [])
-    assert rig.raw("conn-b") in (None, [])
+    hints.send([], {"acct-1": None})
+    hints.send(["conn-b"], {})
+    assert rig.raw("conn-b") is None
 
 
 def test_a_bad_account_or_connector_id_is_refused(rig: Rig) -> None:
     hints = rig.make()
     with pytest.raises(LeaseError):
-        hints.send(["conn-b"], ["bad/id"])
+        hints.send(["conn-b"], {"bad/id": None})
     with pytest.raises(LeaseError):
-        hints.send(["bad/id"], ["acct-1"])
+        hints.send(["bad/id"], {"acct-1": 3})
     assert rig.raw("conn-b") is None
 
 
 @pytest.mark.parametrize(
     ("data", "expected", "logged"),
     [
-        (None, [], False),
-        ({}, [], False),
-        ({"accounts": "acct-1"}, [], True),
-        ({"accounts": ["acct-2", "acct-1", "acct-2"]}, ["acct-1", "acct-2"], False),
-        ({"accounts": ["acct-1", 7, "bad/id", ""]}, ["acct-1"], True),
+        (None, {}, False),
+        ({}, {}, False),
+        ({"accounts": "acct-1"}, {}, True),
+        ({"accounts": ["acct-2", "acct-1", "acct-2"]}, {"acct-1": None, "acct-2": None}, False),
+        ({"accounts": ["acct-1", 7, "bad/id", ""]}, {"acct-1": None}, True),
+        ({"accounts": ["acct-1"], "clean": [{"account": "acct-1", "epoch": 3}]}, {"acct-1": 3}, False),
+        (
+            {"clean": [{"account": "acct-1", "epoch": 3}, {"account": "acct-1", "epoch": 2}]},
+            {"acct-1": 3},
+            False,
+        ),
+        ({"clean": {"account": "acct-1", "epoch": 3}}, {}, True),
+        ({"clean": ["acct-1", {"account": "bad/id", "epoch": 3}]}, {}, True),
+        ({"clean": [{"account": "acct-1", "epoch": 0}, {"account": "acct-2", "epoch": True}]}, {}, True),
+        ({"clean": [{"account": "acct-1", "epoch": "3"}, {"epoch": 3}]}, {}, True),
     ],
 )
-def test_a_malformed_hint_document_is_logged_and_its_valid_ids_kept(
-    data: dict[str, object] | None, expected: list[str], logged: bool, caplog: pytest.LogCaptureFixture
+def test_a_malformed_hint_document_is_logged_and_its_valid_hints_kept(
+    data: dict[str, object] | None,
+    expected: dict[str, int | None],
+    logged: bool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     assert hinted_accounts("conn-b", data) == expected
     assert ("handoffs/conn-b" in caplog.text) is logged
+
+
+def test_malformed_entries_are_cleared_with_the_valid_ones(clean_firestore: firestore.Client) -> None:
+    """Written by hand (no sender writes them): heard once, then gone, not warned about forever."""
+    doc = clean_firestore.collection(Collections.HANDOFFS).document("conn-b")
+    doc.set({"accounts": ["acct-1", 7, "bad/id"], "clean": [{"account": "bad/id", "epoch": 1}, "x"]})
+    hints, heard = FirestoreHandoffHints(clean_firestore), Heard()
+    hints.listen("conn-b", heard)
+    try:
+        wait_until("the valid hint heard", lambda: hearing(heard, hints, {"acct-1": None}), 30)
+        wait_until(
+            "every entry cleared", lambda: firestore_rig(clean_firestore).raw("conn-b") == ([], []), 30
+        )
+    finally:
+        hints.stop()
+    assert len(heard.hints) == 1
+
+
+def test_entries_shown_again_before_their_clear_landed_are_not_heard_twice() -> None:
+    unheard = Unheard()
+    assert unheard.take({"acct-1": None, "acct-2": 3}) == {"acct-1": None, "acct-2": 3}
+    assert unheard.take({"acct-1": None, "acct-2": 3, "acct-3": None}) == {"acct-3": None}
+    assert unheard.take({"acct-2": 4}) == {"acct-2": 4}  # released again, at the next epoch
+    assert unheard.take({}) == {}  # cleared
+    assert unheard.take({"acct-1": None}) == {"acct-1": None}  # hinted anew after the clear

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 
@@ -15,13 +15,13 @@ class Recording(MemoryHandoffHints):
     def __init__(self, board: HintBoard, fail: bool = False) -> None:
         super().__init__(board)
         self.fail = fail
-        self.writes: list[tuple[list[str], list[str]]] = []
+        self.writes: list[tuple[list[str], dict[str, int | None]]] = []
 
-    def send(self, to: Sequence[str], accounts: Sequence[str]) -> None:
+    def send(self, to: Sequence[str], released: Mapping[str, int | None]) -> None:
         if self.fail:
             raise OSError("firestore unreachable")
-        self.writes.append((list(to), list(accounts)))
-        super().send(to, accounts)
+        self.writes.append((list(to), dict(released)))
+        super().send(to, released)
 
 
 async def test_releases_close_together_make_one_write_to_every_target() -> None:
@@ -29,12 +29,13 @@ async def test_releases_close_together_make_one_write_to_every_target() -> None:
     hints = Recording(board)
     sender = HintSender(hints, lambda: ["conn-b", "conn-c"], delay_s=0.01)
     for n in range(50):
-        sender.note(f"acct-{n:02d}")
+        sender.note(f"acct-{n:02d}", n + 1 if n % 2 else None)
     await asyncio.sleep(0.05)
     assert len(hints.writes) == 1
-    to, accounts = hints.writes[0]
-    assert to == ["conn-b", "conn-c"] and len(accounts) == 50
-    assert sorted(board.docs["conn-c"]) == sorted(accounts)
+    to, released = hints.writes[0]
+    assert to == ["conn-b", "conn-c"] and len(released) == 50
+    assert released["acct-01"] == 2 and released["acct-02"] is None  # clean epochs go along
+    assert sorted(board.docs["conn-c"]) == sorted(released)
 
 
 async def test_flush_sends_at_once_and_the_pending_delay_then_sends_nothing_more() -> None:
@@ -43,7 +44,7 @@ async def test_flush_sends_at_once_and_the_pending_delay_then_sends_nothing_more
     sender.note("acct-1")
     await sender.flush()
     await asyncio.sleep(0)
-    assert hints.writes == [(["conn-b"], ["acct-1"])]
+    assert hints.writes == [(["conn-b"], {"acct-1": None})]
     await sender.flush()
     assert len(hints.writes) == 1
 

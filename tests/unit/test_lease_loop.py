@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
@@ -283,6 +284,58 @@ async def test_a_hint_arriving_while_the_lease_is_being_read_is_kept_for_after_t
     assert b.path.calls[1:] == [("get_many", ("acct",))]
     await b.step()
     assert b.elector.held() == {"acct": 2}
+
+
+async def test_a_hint_for_an_account_being_taken_sends_no_read_that_could_answer_after_it(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    """b already saw the lease released and takes it; a hint for it arrives in the same step.
+    A read sent beside the acquisition answered "released at 1" after it: b thought it had
+    lost the lease it had just taken, stopped the account and took it again at epoch 3."""
+    a, b = Host("conn-a", store, clock), Host("conn-b", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    assert await a.elector.release("acct")
+    answer = asyncio.Event()
+    answer.set()
+    b.path = SlowAnswers(store, answer)
+    b.elector.store = b.path
+    b.elector.set_claims({"acct": 3.0})  # a head start to wait for: read now, taken later
+    await b.step()
+    answer.clear()  # reads from now on answer late
+    clock.advance(3.0)
+    b.elector.look(["acct"])
+    b.elector.step()  # takes it: the hint adds no read of its own
+    for _ in range(5):
+        await asyncio.sleep(0)
+    answer.set()
+    await b.elector.drain()
+    await b.step()
+    assert b.elector.held() == {"acct": 2}
+    assert b.heard.events == [("acquired", "acct", 2)]
+    assert b.path.calls.count(("get_many", ("acct",))) == 1
+
+
+async def test_a_read_answering_after_our_acquisition_with_an_older_epoch_is_not_a_loss(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    """Whatever sent it, a read that answers with an epoch older than the one we hold was
+    served before our acquisition: the lease is still ours."""
+    a, b = Host("conn-a", store, clock), Host("conn-b", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    assert await a.elector.release("acct")
+    b.elector.set_claims({"acct": 0.0})
+    await b.step()
+    await b.step()
+    assert b.elector.held() == {"acct": 2}
+    (old,) = await store.get_many(["acct"])
+    assert old.record is not None and old.record.epoch == 2
+    stale = replace(old, record=replace(old.record, holder=None, epoch=1))
+    b.elector._observe("acct", stale)  # the late answer of a read sent before the acquisition
+    await b.step()
+    assert b.elector.held() == {"acct": 2}
+    assert [e[0] for e in b.heard.events] == ["acquired"]
 
 
 async def test_release_all_on_shutdown(clock: FakeClock, store: MemoryLeaseStore) -> None:

@@ -33,6 +33,9 @@ class FakeVault:
         self.order: list[str] = []  # prefetches and ensures as they happened
         self.prefetch_gate = threading.Event()
         self.prefetch_gate.set()
+        self.backup_gate = threading.Event()  # cleared: a backup hangs until it is set
+        self.backup_gate.set()
+        self.backup_started = threading.Event()
 
     def prefetch(self, held: Mapping[str, int]) -> None:
         self.prefetches.append(dict(held))
@@ -51,6 +54,8 @@ class FakeVault:
         return a.EnsureDone(jid=JID, generation=3)
 
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
+        self.backup_started.set()
+        self.backup_gate.wait(30)
         self.backups.append((account, while_connected))
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:
@@ -210,6 +215,41 @@ async def test_accounts_acquired_together_are_read_ahead_in_one_batch_before_the
     await rig.sup.shutdown(within_s=5)
 
 
+async def test_a_read_ahead_before_the_lease_serves_the_acquisition_at_its_epoch_only(rig: Rig) -> None:
+    rig.vault.prefetch_gate.clear()
+    rig.sup.read_ahead({"a": 5, "b": 5})  # a clean release at 4 was hinted: read before taking
+    await until(lambda: rig.vault.order == ["prefetch a,b"])
+    rig.sup.hold("a", epoch=5)  # taken at the epoch read for: no read of its own
+    rig.sup.hold("b", epoch=6)  # taken at another epoch (someone held it between): read again
+    await until(lambda: len(rig.vault.order) == 2)
+    await asyncio.sleep(0.1)
+    assert rig.vault.order == ["prefetch a,b", "prefetch b"]  # no ensure while its read runs
+    rig.vault.prefetch_gate.set()
+    await until(lambda: sum(s.startswith("ensure") for s in rig.vault.order) == 2)
+    assert rig.vault.prefetches == [{"a": 5, "b": 5}, {"b": 6}]
+    rig.sup.read_ahead({"a": 6})  # held already: nothing to read ahead
+    await asyncio.sleep(0.05)
+    assert len(rig.vault.prefetches) == 2
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_an_account_fenced_while_waiting_for_a_shared_read_ahead_leaves_the_others_theirs(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.vault.prefetch_gate.clear()
+    rig.sup.read_ahead({"a": 5, "b": 5})
+    rig.sup.hold("a", epoch=5)
+    rig.sup.hold("b", epoch=5)
+    await until(lambda: rig.vault.order == ["prefetch a,b"])
+    await asyncio.sleep(0.05)  # both ensures now wait for the one read
+    await rig.sup.fence("a")  # lost: its wait is cancelled, the read it shared is not
+    rig.vault.prefetch_gate.set()
+    await until(lambda: rig.sup.snapshot().get("b", {}).get("status") == "connected")
+    assert rig.vault.order == ["prefetch a,b", "ensure b"]
+    assert "Error" not in caplog.text
+    await rig.sup.shutdown(within_s=5)
+
+
 async def test_a_failed_read_ahead_leaves_each_ensure_to_read_for_itself(rig: Rig) -> None:
     rig.vault.prefetch_fails = True
     rig.sup.hold("a", epoch=1)
@@ -288,6 +328,24 @@ async def test_release_takes_a_final_backup_and_stops_the_worker(rig: Rig) -> No
     assert not rig.w.alive("acct")
     assert rig.sup.held() == []
     assert rig.status.last() is AccountStatus.UNATTENDED, "released: nobody drives it until the next holder"
+
+
+async def test_a_release_is_clean_only_once_a_backup_still_running_is_done(rig: Rig) -> None:
+    """Not connected at the release, so no final backup: a periodic one still uploading could
+    land after the lease is released, so the release is not clean until it is done."""
+    for account in ("slow", "done"):
+        rig.sup.hold(account, epoch=1)
+    await until(lambda: [v["status"] for v in rig.sup.snapshot().values()] == ["connected"] * 2)
+    rig.vault.backup_started.clear()
+    rig.vault.backup_gate.clear()
+    await until(rig.vault.backup_started.is_set)  # a periodic backup now hangs in its upload
+    for account in ("slow", "done"):
+        rig.sup.deliver(account, a.Report(wp.LoggedOut(account=account, reason_code=401)))
+    await until(lambda: [v["status"] for v in rig.sup.snapshot().values()] != ["connected"] * 2)
+    assert not await rig.sup.release("slow", within_s=0.2)
+    rig.vault.backup_gate.set()
+    assert await rig.sup.release("done", within_s=5)
+    await rig.sup.shutdown(within_s=5)
 
 
 async def test_a_release_whose_lease_release_shows_unattended_writes_no_status_itself(rig: Rig) -> None:
