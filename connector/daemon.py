@@ -32,6 +32,7 @@ from connector.handoff_hints import HintSender
 from connector.http_api import HttpApi, Readiness
 from connector.inbox import CommandInbox
 from connector.lease_loop import LeaseElector
+from connector.lease_record import LeaseView
 from connector.metrics import ConnectorMetrics
 from connector.outbox import Outbox
 from connector.ports import ConnectorRegistry, EventPublisher, HandoffHints, Shown, StatusUpdate, StatusWriter
@@ -83,7 +84,9 @@ class Daemon:
         self.registry, self.directory, self.status = registry, directory, status
         self.hints = hints
         self._live: set[str] = set()  # the live connectors placement last saw (hint targets)
-        self._hinted: Callable[[dict[str, int | None]], None] | None = None  # the hint listener's callback
+        self._hinted: Callable[[dict[str, LeaseView | None]], None] | None = (
+            None  # the hint listener's callback
+        )
         self.hint_sender = HintSender(hints, lambda: sorted(self._live - {config.connector_id}))
         self.outbox, self.publisher, self.metrics = outbox, publisher, metrics
         self.elector = elector_factory(self)
@@ -131,12 +134,14 @@ class Daemon:
             if await asyncio.to_thread(self.directory.still_desired, [account]):
                 log.info("account %s: known from a command before the directory listed it", account)
 
-    def _on_hint(self, hinted: dict[str, int | None]) -> None:
-        log.info("hint: %d accounts released by another connector; reading their leases", len(hinted))
-        self.elector.look(hinted)
+    def _on_hint(self, hinted: dict[str, LeaseView | None]) -> None:
+        clean = [view for view in hinted.values() if view is not None]
+        log.info("hint: %d accounts released by another connector (%d cleanly)", len(hinted), len(clean))
+        self.elector.learn(clean)  # taken without reading them first
+        self.elector.look(account for account, view in hinted.items() if view is None)
         claimed = self.elector.claimed()
         # Released cleanly at epoch e: read their backups now, for the epoch we would take.
-        self.supervisor.read_ahead({a: e + 1 for a, e in hinted.items() if e is not None and a in claimed})
+        self.supervisor.read_ahead({v.account: v.epoch() + 1 for v in clean if v.account in claimed})
 
     def on_held_until(self, account: str, epoch: int, until_mono: float) -> None:
         self._spawn(self.supervisor.extend_hold(account, until_mono))
@@ -169,7 +174,7 @@ class Daemon:
             log.error("topic not ready (events wait in the outbox): %s", exc)
         loop = asyncio.get_running_loop()
 
-        def hinted(accounts: dict[str, int | None]) -> None:  # the listener's thread: hop to the loop
+        def hinted(accounts: dict[str, LeaseView | None]) -> None:  # the listener's thread: hop to the loop
             loop.call_soon_threadsafe(self._on_hint, accounts)
 
         self._hinted = hinted
@@ -264,9 +269,9 @@ class Daemon:
             stopped = time.monotonic()
             reason = f"released by {self.config.connector_id}; waiting for the next holder"
             released = await self.elector.release(account, Shown(AccountStatus.UNATTENDED, reason))
-            if released:  # clean: no write of ours at this epoch can land after the release
-                self.hint_sender.note(account, epoch if clean else None)
-            if epoch is not None and not released:  # a failed release: show it all the same (fenced)
+            if released is not None:  # clean: no write of ours at its epoch can land after it
+                self.hint_sender.note(account, released if clean else None)
+            if epoch is not None and released is None:  # a failed release: show it all the same (fenced)
                 with contextlib.suppress(Exception):
                     update = StatusUpdate(
                         AccountStatus.UNATTENDED, reason, epoch, self.config.connector_id, None
@@ -279,7 +284,7 @@ class Daemon:
                 done - started,
                 stopped - started,
                 clean,
-                released,
+                released is not None,
             )
             return done - started
         finally:

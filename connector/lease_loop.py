@@ -33,7 +33,7 @@ BATCH = 100
 """Accounts per acquisition or release call."""
 
 
-async def _until(done: asyncio.Future[bool]) -> None:
+async def _until(done: asyncio.Future[LeaseView | None]) -> None:
     await asyncio.wait([done])
 
 
@@ -92,7 +92,7 @@ class LeaseElector:
         self._renew_slots = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
         self._look: set[str] = set()
-        self._to_release: dict[str, tuple[int, Shown | None, asyncio.Future[bool]]] = {}
+        self._to_release: dict[str, tuple[int, Shown | None, asyncio.Future[LeaseView | None]]] = {}
         self._releaser: asyncio.Task[None] | None = None
 
     # ---- what the supervisor asks and reads
@@ -113,6 +113,23 @@ class LeaseElector:
         self._look.update(accounts)
         self._wake.set()
 
+    def learn(self, views: Iterable[LeaseView]) -> None:
+        """Leases as the connector that just released them wrote them (a handoff hint): taken as
+        read, so a free one is acquired at the next step without reading it first. Only for
+        wanted accounts we neither hold nor have a call out for; the others are `look`ed at."""
+        taken: list[LeaseView] = []
+        others: list[LeaseView] = []
+        for view in views:
+            account = view.account
+            wanted = account in self._claims and account not in self._in_flight
+            (taken if wanted and self._local.get(account, Local()).held_epoch is None else others).append(
+                view
+            )
+        self.store.learn(taken)
+        for view in taken:
+            self._observe(view.account, view)
+        self.look(view.account for view in others)
+
     def claimed(self) -> set[str]:
         """The accounts `set_claims` last asked for."""
         return set(self._claims)
@@ -125,27 +142,27 @@ class LeaseElector:
         """Everything we know of the accounts we track (for /status and assignment)."""
         return dict(self._local)
 
-    async def release(self, account: str, shown: Shown | None = None) -> bool:
-        """Give the lease up now (after the final backup); True when the store released it
-        (and showed `shown` on the account with it)."""
+    async def release(self, account: str, shown: Shown | None = None) -> LeaseView | None:
+        """Give the lease up now (after the final backup); the released lease as stored when
+        the store released it (and showed `shown` on the account with it), else None."""
         self._claims.pop(account, None)
         await self._settle(account)
         local = self._local.get(account)
         if local is None or local.held_epoch is None:
-            return False
+            return None
         self._local[account] = replace(local, held_epoch=None)
-        released: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        released: asyncio.Future[LeaseView | None] = asyncio.get_running_loop().create_future()
         self._to_release[account] = (local.held_epoch, shown, released)
         if self._releaser is None or self._releaser.done():
             self._releaser = asyncio.create_task(self._release_queued())
         self._spawn([account], _until(released))  # the loop leaves the account alone meanwhile
         await self._settle(account)
-        return released.done() and not released.cancelled() and released.result()
+        return released.result() if released.done() and not released.cancelled() else None
 
     async def release_all(self) -> int:
         """SIGTERM: release every lease we hold; returns how many were released."""
         results = await asyncio.gather(*(self.release(a) for a in list(self.held())))
-        return sum(results)
+        return sum(view is not None for view in results)
 
     # ---- the loop
 
@@ -275,7 +292,7 @@ class LeaseElector:
 
     async def _release_queued(self) -> None:
         """Release what `release` queued, `BATCH` at a time; what queues meanwhile goes next."""
-        taken: list[tuple[str, tuple[int, Shown | None, asyncio.Future[bool]]]] = []
+        taken: list[tuple[str, tuple[int, Shown | None, asyncio.Future[LeaseView | None]]]] = []
         try:
             while self._to_release:
                 taken = list(self._to_release.items())[:BATCH]
@@ -286,21 +303,23 @@ class LeaseElector:
         finally:  # cancelled (close) or a bug: nobody waits forever
             for _, (_, _, released) in taken + list(self._to_release.items()):
                 if not released.done():
-                    released.set_result(False)
+                    released.set_result(None)
 
     async def _release_group(
-        self, group: list[tuple[str, tuple[int, Shown | None, asyncio.Future[bool]]]], shown: Shown | None
+        self,
+        group: list[tuple[str, tuple[int, Shown | None, asyncio.Future[LeaseView | None]]]],
+        shown: Shown | None,
     ) -> None:
         try:
             views = await self.store.release_many([(a, item[0]) for a, item in group], self.holder, shown)
         except Exception as exc:
             log.warning("%d leases not released (they expire after their TTL): %s", len(group), exc)
             for _, (_, _, released) in group:
-                released.set_result(False)
+                released.set_result(None)
             return
         for view, (account, (_, _, released)) in zip(views, group, strict=True):
             self._observe(account, view)
-            released.set_result(view.written)
+            released.set_result(view if view.written else None)
 
     async def _read(self, accounts: list[str]) -> None:
         async with self._slots:

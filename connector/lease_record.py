@@ -122,13 +122,16 @@ class LeaseView:
 
     `server_now` is the store's time of that read or write (None when unknown);
     with `record.renewed_at` it tells the record's age without any host clock.
-    `written` is True when this call changed the record.
+    `written` is True when this call changed the record. `version` is the store's token
+    for the stored document as seen (None: unknown): with it, another connector's store
+    can write on that version without reading it first (`LeaseStore.learn`).
     """
 
     account: str
     record: LeaseRecord | None
     server_now: datetime | None
     written: bool = False
+    version: str | None = None
 
     def holder(self) -> str | None:
         return None if self.record is None else self.record.holder

@@ -309,6 +309,12 @@ class LeaseStore(Protocol):
         """One view per account, in the order given (one batched read)."""
         ...
 
+    def learn(self, views: Sequence[LeaseView]) -> None:
+        """Leases as another connector's store saw them (with their `version`): the next
+        write on each may go out without reading it first. A view gone stale costs that
+        write a conflict and a read, never a wrong write (the write is on that version)."""
+        ...
+
     async def try_acquire(
         self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
     ) -> LeaseView:
@@ -352,15 +358,15 @@ class HandoffHints(Protocol):
     """`handoffs/{connector}`: accounts other connectors just released, for this one to read
     their leases now rather than at its next poll. Only a hint: the lease decides."""
 
-    def send(self, to: Sequence[str], released: Mapping[str, int | None]) -> None:
+    def send(self, to: Sequence[str], released: Mapping[str, LeaseView | None]) -> None:
         """Add the `released` accounts to the hints of each connector in `to` (one commit).
-        Each maps to the epoch it was released at when the release was clean (the old
-        holder's last write done: nothing of that epoch can land after it), else None."""
+        Each maps to its lease as released (with its version) when the release was clean
+        (the old holder's last write done: nothing of that epoch can land after it), else None."""
         ...
 
-    def listen(self, me: str, on_hint: Callable[[dict[str, int | None]], None]) -> None:
+    def listen(self, me: str, on_hint: Callable[[dict[str, LeaseView | None]], None]) -> None:
         """Call `on_hint` (from another thread) with the accounts hinted to `me` (as `send`
-        gave them; a clean epoch wins over None); each is delivered once, then cleared."""
+        gave them; a lease wins over None); each is delivered once, then cleared."""
         ...
 
     def listening(self) -> bool:

@@ -9,8 +9,10 @@ A releasing connector adds the accounts to the hint document of each other
 live connector; the receiver reads those leases at once and clears what it saw.
 
 A release made cleanly (the old holder's last write done: nothing of its epoch
-can land after it) is also listed under `clean` with that epoch, so the receiver
-may read the newest backups ahead while it takes the lease at the next epoch
+can land after it) is also listed under `clean`, with the lease as released and
+its version: the receiver takes the lease without reading it first (its write is
+on that version: if the lease moved meanwhile, the write fails and it reads),
+and reads the newest backups ahead while it takes the lease at the next epoch
 (connector/vault.py, `prefetch_newest`). Entries are removed exactly as seen, so
 a hint added meanwhile stays, and a malformed one is cleared after one warning.
 """
@@ -25,34 +27,48 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
-from connector.lease_record import LeaseError, check_id
+from connector.lease_record import LeaseError, LeaseRecord, LeaseView, check_id
 from wa_wire import Collections
 
 log = logging.getLogger("wa_keeper.hints")
 
 
-def hinted_accounts(doc_id: str, data: dict[str, Any] | None) -> dict[str, int | None]:
-    """The valid hints of a hint document: account id -> the epoch it was cleanly released at,
-    None when only the account is named. What is malformed is logged and skipped."""
+def hinted_accounts(doc_id: str, data: dict[str, Any] | None) -> dict[str, LeaseView | None]:
+    """The valid hints of a hint document: account id -> its lease as released, for a clean
+    release (see `clean`), else None. What is malformed is logged and skipped."""
     where = f"{Collections.HANDOFFS}/{doc_id}"
-    hinted: dict[str, int | None] = {}
+    hinted: dict[str, LeaseView | None] = {}
     for account in _entries(where, data, "accounts"):
         try:
             hinted[check_id("account", account)] = None
         except LeaseError as exc:
             log.warning("%s: ignored a hint: %s", where, exc)
     for entry in _entries(where, data, "clean"):
-        fields = entry if isinstance(entry, dict) else {}
-        epoch = fields.get("epoch")
         try:
-            account = check_id("account", fields.get("account"))
-            if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
-                raise LeaseError(f"epoch must be a positive integer, got {epoch!r}")
+            view = _released_view(entry)
         except LeaseError as exc:
-            log.warning("%s: ignored a clean-release hint %r: %s", where, entry, exc)
+            log.warning("%s: ignored a clean-release hint: %s", where, exc)
             continue
-        hinted[account] = max(epoch, hinted.get(account) or 0)
+        known = hinted.get(view.account)
+        if known is None or known.epoch() < view.epoch():
+            hinted[view.account] = view
     return dict(sorted(hinted.items()))
+
+
+def _released_view(entry: object) -> LeaseView:
+    """`{account, lease: the lease's fields, version}` of a clean release, as a LeaseView."""
+    if not isinstance(entry, dict):
+        raise LeaseError(f"expected a map, got {entry!r}")
+    account = check_id("account", entry.get("account"))
+    lease, version = entry.get("lease"), entry.get("version")
+    if not isinstance(lease, dict):
+        raise LeaseError(f"{account}: lease is {lease!r}, expected a map")
+    record = LeaseRecord.from_fields(account, lease)
+    if record.holder is not None or record.epoch < 1:
+        raise LeaseError(f"{account}: not a released lease (holder {record.holder!r}, epoch {record.epoch})")
+    if not isinstance(version, str) or not version:
+        raise LeaseError(f"{account}: version is {version!r}, expected a string")
+    return LeaseView(account, record, server_now=None, version=version)
 
 
 def _entries(where: str, data: dict[str, Any] | None, name: str) -> list[Any]:
@@ -84,11 +100,12 @@ class Unheard:
     clear of the last one landed shows the entries already heard again."""
 
     def __init__(self) -> None:
-        self._heard: set[tuple[str, int | None]] = set()
+        self._heard: set[tuple[str, str | None]] = set()
 
-    def take(self, hinted: dict[str, int | None]) -> dict[str, int | None]:
-        fresh = {a: e for a, e in hinted.items() if (a, e) not in self._heard}
-        self._heard = set(hinted.items())  # once cleared, an entry may be heard again
+    def take(self, hinted: dict[str, LeaseView | None]) -> dict[str, LeaseView | None]:
+        seen = {(a, None if v is None else v.version) for a, v in hinted.items()}
+        fresh = {a: v for a, v in hinted.items() if (a, None if v is None else v.version) not in self._heard}
+        self._heard = seen  # once cleared, an entry may be heard again
         return fresh
 
 
@@ -100,12 +117,16 @@ class FirestoreHandoffHints:
     def _doc(self, connector: str) -> firestore.DocumentReference:
         return self._client.collection(Collections.HANDOFFS).document(check_id("connector id", connector))
 
-    def send(self, to: Sequence[str], released: Mapping[str, int | None]) -> None:
-        hinted = {check_id("account", a): e for a, e in released.items()}
+    def send(self, to: Sequence[str], released: Mapping[str, LeaseView | None]) -> None:
+        hinted = {check_id("account", a): v for a, v in released.items()}
         targets = [check_id("connector id", c) for c in to]
         if not targets or not hinted:
             return
-        clean = [{"account": a, "epoch": e} for a, e in sorted(hinted.items()) if e is not None]
+        clean = [
+            {"account": a, "lease": v.record.to_fields(), "version": v.version}
+            for a, v in sorted(hinted.items())
+            if v is not None and v.record is not None and v.version is not None
+        ]
         fields: dict[str, Any] = {"accounts": firestore.ArrayUnion(sorted(hinted))}
         if clean:
             fields["clean"] = firestore.ArrayUnion(clean)
@@ -115,7 +136,7 @@ class FirestoreHandoffHints:
             batch.set(self._doc(connector), fields, merge=True)
         batch.commit()
 
-    def listen(self, me: str, on_hint: Callable[[dict[str, int | None]], None]) -> None:
+    def listen(self, me: str, on_hint: Callable[[dict[str, LeaseView | None]], None]) -> None:
         self.stop()
         doc = self._doc(me)
         unheard = Unheard()

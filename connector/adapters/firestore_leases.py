@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 
 from connector.adapters.firestore_cas import CONFLICTS, KnownLease, LeaseVersions, optimistic
@@ -62,6 +63,11 @@ T = TypeVar("T")
 
 def _record(account: str, snapshot: Any) -> LeaseRecord | None:
     return LeaseRecord.from_fields(account, snapshot.to_dict() or {}) if snapshot.exists else None
+
+
+def _version(known: KnownLease) -> str | None:
+    """The update_time as a token (nanoseconds kept: the precondition compares them)."""
+    return None if known.update_time is None else str(known.update_time.rfc3339())
 
 
 def _showing(
@@ -111,7 +117,7 @@ class FirestoreLeaseStore:
         self.reads += 1
         known = KnownLease(_record(account, snapshot), snapshot.update_time if snapshot.exists else None)
         self.versions.put(account, known)
-        return LeaseView(account, known.record, to_micros(snapshot.read_time)), known
+        return LeaseView(account, known.record, to_micros(snapshot.read_time), version=_version(known)), known
 
     def _get(self, account: str) -> LeaseView:
         return self._read(account, self._ref(account).get())[0]
@@ -148,8 +154,9 @@ class FirestoreLeaseStore:
     ) -> LeaseView:
         stamp: datetime = to_micros(result.transform_results[0].timestamp_value)
         record = apply_write(account, current, fields, stamp)
-        self.versions.put(account, KnownLease(record, result.update_time))
-        return LeaseView(account, record, stamp, written=True)
+        known = KnownLease(record, result.update_time)
+        self.versions.put(account, known)
+        return LeaseView(account, record, stamp, written=True, version=_version(known))
 
     def _write(self, account: str, rule: Rule, shown: Shown | None = None, holder: str = "") -> LeaseView:
         """Apply `rule` by compare-and-set. First blind, on the lease as this store last saw it
@@ -244,6 +251,17 @@ class FirestoreLeaseStore:
             return
         for w, at in zip(part, lease_writes, strict=True):
             views[w.account] = self._written(w.account, w.known.record, w.fields, results[at])
+
+    def learn(self, views: Sequence[LeaseView]) -> None:
+        for view in views:
+            check_id("account", view.account)
+            if view.record is None or view.version is None:
+                continue
+            try:
+                update_time = DatetimeWithNanoseconds.from_rfc3339(view.version)
+            except ValueError as exc:
+                raise LeaseError(f"leases/{view.account}: version {view.version!r} is not a time") from exc
+            self.versions.put(view.account, KnownLease(view.record, update_time))
 
     async def get(self, account: str) -> LeaseView:
         return await self._run(self._get, account)

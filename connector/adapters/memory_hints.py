@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from connector.lease_record import check_id
+from connector.lease_record import LeaseView, check_id
 
 
 class HintBoard:
@@ -12,13 +12,15 @@ class HintBoard:
 
     def __init__(self) -> None:
         self.docs: dict[str, list[str]] = {}
-        self.clean: dict[str, dict[str, int]] = {}
-        self.listeners: dict[str, Callable[[dict[str, int | None]], None]] = {}
+        self.clean: dict[str, dict[str, LeaseView]] = {}
+        self.listeners: dict[str, Callable[[dict[str, LeaseView | None]], None]] = {}
 
     def deliver(self, connector: str) -> None:
         on_hint = self.listeners.get(connector)
         clean = self.clean.get(connector, {})
-        hinted: dict[str, int | None] = {a: clean.get(a) for a in sorted(set(self.docs.get(connector, [])))}
+        hinted: dict[str, LeaseView | None] = {
+            a: clean.get(a) for a in sorted(set(self.docs.get(connector, [])))
+        }
         if on_hint is not None and hinted:
             self.docs[connector], self.clean[connector] = [], {}
             on_hint(hinted)
@@ -29,18 +31,23 @@ class MemoryHandoffHints:
         self.board = board
         self._me: str | None = None
 
-    def send(self, to: Sequence[str], released: Mapping[str, int | None]) -> None:
-        hinted = {check_id("account", a): e for a, e in released.items()}
+    def send(self, to: Sequence[str], released: Mapping[str, LeaseView | None]) -> None:
+        hinted = {check_id("account", a): v for a, v in released.items()}
         targets = [check_id("connector id", c) for c in to]
         if not hinted:
             return
         for connector in targets:
             self.board.docs.setdefault(connector, []).extend(hinted)
             clean = self.board.clean.setdefault(connector, {})
-            clean.update({a: max(e, clean.get(a, 0)) for a, e in hinted.items() if e is not None})
+            for account, view in hinted.items():
+                if view is None or view.record is None or view.version is None:
+                    continue
+                known = clean.get(account)
+                if known is None or known.epoch() < view.epoch():  # as a stored hint reads back:
+                    clean[account] = LeaseView(account, view.record, None, version=view.version)
             self.board.deliver(connector)
 
-    def listen(self, me: str, on_hint: Callable[[dict[str, int | None]], None]) -> None:
+    def listen(self, me: str, on_hint: Callable[[dict[str, LeaseView | None]], None]) -> None:
         self._me = check_id("connector id", me)
         self.board.listeners[me] = on_hint
         self.board.deliver(me)

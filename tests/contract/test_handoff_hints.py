@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from google.cloud import firestore
 
 from connector.adapters.firestore_hints import FirestoreHandoffHints, Unheard, hinted_accounts
 from connector.adapters.memory_hints import HintBoard, MemoryHandoffHints
-from connector.lease_record import LeaseError
+from connector.lease_record import LeaseError, LeaseRecord, LeaseView
 from connector.ports import HandoffHints
 from tests.integration.failover_support import Check
 from tests.integration.stack_support import wait_until
@@ -33,7 +34,7 @@ def memory_rig() -> Rig:
         if connector not in board.docs:
             return None
         clean = board.clean.get(connector, {})
-        return list(board.docs[connector]), [{"account": a, "epoch": e} for a, e in clean.items()]
+        return list(board.docs[connector]), [{"account": a, "version": v.version} for a, v in clean.items()]
 
     return Rig(make=lambda: MemoryHandoffHints(board), raw=raw)
 
@@ -57,21 +58,37 @@ def rig(request: pytest.FixtureRequest) -> Iterator[Rig]:
         yield firestore_rig(request.getfixturevalue("clean_firestore"))
 
 
+AT = datetime(2026, 11, 26, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+def released(account: str, epoch: int, version: str = "2026-11-26T10:00:00.123456789Z") -> LeaseView:
+    """A lease as its holder's clean release left it (holder None, epoch kept)."""
+    record = LeaseRecord(account, None, epoch, 15_000, AT, AT - timedelta(minutes=5), epoch - 1)
+    return LeaseView(account, record, AT, written=True, version=version)
+
+
+def epochs(hinted: Mapping[str, LeaseView | None]) -> dict[str, int | None]:
+    return {a: None if v is None else v.epoch() for a, v in hinted.items()}
+
+
 class Heard:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.hints: list[dict[str, int | None]] = []
+        self.hints: list[dict[str, LeaseView | None]] = []
 
-    def __call__(self, hinted: dict[str, int | None]) -> None:
+    def __call__(self, hinted: dict[str, LeaseView | None]) -> None:
         with self.lock:
             self.hints.append(dict(hinted))
 
-    def all(self) -> dict[str, int | None]:
+    def views(self) -> dict[str, LeaseView | None]:
         with self.lock:
-            merged: dict[str, int | None] = {}
+            merged: dict[str, LeaseView | None] = {}
             for hint in self.hints:
                 merged.update(hint)
             return merged
+
+    def all(self) -> dict[str, int | None]:
+        return epochs(self.views())
 
 
 def hearing(heard: Heard, hints: HandoffHints, want: dict[str, int | None]) -> Check:
@@ -88,12 +105,14 @@ def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
     c.listen("conn-c", heard_c)
     wait_until("both listening", lambda: b.listening() and c.listening(), 30)
     try:
-        sender.send(["conn-b", "conn-c"], {"acct-1": None, "acct-2": 4})
+        sender.send(["conn-b", "conn-c"], {"acct-1": None, "acct-2": released("acct-2", 4)})
         sender.send(["conn-b"], {"acct-3": None})
         three = {"acct-1": None, "acct-2": 4, "acct-3": None}
         wait_until("conn-b hearing three", lambda: hearing(heard_b, b, three), 30)
         wait_until("conn-c hearing two", lambda: hearing(heard_c, c, {"acct-1": None, "acct-2": 4}), 30)
         wait_until("conn-b's hints cleared", lambda: rig.raw("conn-b") == ([], []), 30)
+        # the lease as released comes over whole: the receiver acquires on it without a read
+        assert heard_c.views()["acct-2"] == replace(released("acct-2", 4), server_now=None, written=False)
     finally:
         b.stop()
         c.stop()
@@ -103,10 +122,10 @@ def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
 def test_hints_sent_before_the_target_listens_reach_it_when_it_does(rig: Rig) -> None:
     sender = rig.make()
     sender.send(["conn-b"], {"acct-1": None, "acct-2": None})
-    sender.send(["conn-b"], {"acct-2": 7})
+    sender.send(["conn-b"], {"acct-2": released("acct-2", 7)})
     late, heard = rig.make(), Heard()
     late.listen("conn-b", heard)
-    try:  # both waiting hints of acct-2 arrive as one: its clean epoch wins over the bare id
+    try:  # both waiting hints of acct-2 arrive as one: its released lease wins over the bare id
         wait_until("the waiting hints heard", lambda: heard.all() == {"acct-1": None, "acct-2": 7}, 30)
     finally:
         late.stop()
@@ -124,8 +143,19 @@ def test_a_bad_account_or_connector_id_is_refused(rig: Rig) -> None:
     with pytest.raises(LeaseError):
         hints.send(["conn-b"], {"bad/id": None})
     with pytest.raises(LeaseError):
-        hints.send(["bad/id"], {"acct-1": 3})
+        hints.send(["bad/id"], {"acct-1": released("acct-1", 3)})
     assert rig.raw("conn-b") is None
+
+
+def entry(account: str, epoch: int, holder: str | None = None) -> dict[str, object]:
+    """A `clean` entry as a sender writes it."""
+    view = released(account, epoch)
+    assert view.record is not None
+    return {
+        "account": account,
+        "lease": {**view.record.to_fields(), "holder": holder},
+        "version": view.version,
+    }
 
 
 @pytest.mark.parametrize(
@@ -136,16 +166,13 @@ def test_a_bad_account_or_connector_id_is_refused(rig: Rig) -> None:
         ({"accounts": "acct-1"}, {}, True),
         ({"accounts": ["acct-2", "acct-1", "acct-2"]}, {"acct-1": None, "acct-2": None}, False),
         ({"accounts": ["acct-1", 7, "bad/id", ""]}, {"acct-1": None}, True),
-        ({"accounts": ["acct-1"], "clean": [{"account": "acct-1", "epoch": 3}]}, {"acct-1": 3}, False),
-        (
-            {"clean": [{"account": "acct-1", "epoch": 3}, {"account": "acct-1", "epoch": 2}]},
-            {"acct-1": 3},
-            False,
-        ),
-        ({"clean": {"account": "acct-1", "epoch": 3}}, {}, True),
-        ({"clean": ["acct-1", {"account": "bad/id", "epoch": 3}]}, {}, True),
-        ({"clean": [{"account": "acct-1", "epoch": 0}, {"account": "acct-2", "epoch": True}]}, {}, True),
-        ({"clean": [{"account": "acct-1", "epoch": "3"}, {"epoch": 3}]}, {}, True),
+        ({"accounts": ["acct-1"], "clean": [entry("acct-1", 3)]}, {"acct-1": 3}, False),
+        ({"clean": [entry("acct-1", 3), entry("acct-1", 2)]}, {"acct-1": 3}, False),
+        ({"clean": entry("acct-1", 3)}, {}, True),
+        ({"clean": ["acct-1", {**entry("acct-1", 3), "account": "bad/id"}]}, {}, True),
+        ({"clean": [entry("acct-1", 3, holder="conn-a"), entry("acct-2", 0)]}, {}, True),
+        ({"clean": [{**entry("acct-1", 3), "version": 5}, {**entry("acct-2", 3), "lease": "x"}]}, {}, True),
+        ({"clean": [{**entry("acct-1", 3), "lease": {"epoch": 3}}]}, {}, True),
     ],
 )
 def test_a_malformed_hint_document_is_logged_and_its_valid_hints_kept(
@@ -154,14 +181,16 @@ def test_a_malformed_hint_document_is_logged_and_its_valid_hints_kept(
     logged: bool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert hinted_accounts("conn-b", data) == expected
+    assert epochs(hinted_accounts("conn-b", data)) == expected
     assert ("handoffs/conn-b" in caplog.text) is logged
 
 
 def test_malformed_entries_are_cleared_with_the_valid_ones(clean_firestore: firestore.Client) -> None:
     """Written by hand (no sender writes them): heard once, then gone, not warned about forever."""
     doc = clean_firestore.collection(Collections.HANDOFFS).document("conn-b")
-    doc.set({"accounts": ["acct-1", 7, "bad/id"], "clean": [{"account": "bad/id", "epoch": 1}, "x"]})
+    doc.set(
+        {"accounts": ["acct-1", 7, "bad/id"], "clean": [{**entry("acct-1", 1), "account": "bad/id"}, "x"]}
+    )
     hints, heard = FirestoreHandoffHints(clean_firestore), Heard()
     hints.listen("conn-b", heard)
     try:
@@ -176,8 +205,9 @@ def test_malformed_entries_are_cleared_with_the_valid_ones(clean_firestore: fire
 
 def test_entries_shown_again_before_their_clear_landed_are_not_heard_twice() -> None:
     unheard = Unheard()
-    assert unheard.take({"acct-1": None, "acct-2": 3}) == {"acct-1": None, "acct-2": 3}
-    assert unheard.take({"acct-1": None, "acct-2": 3, "acct-3": None}) == {"acct-3": None}
-    assert unheard.take({"acct-2": 4}) == {"acct-2": 4}  # released again, at the next epoch
+    three, four = released("acct-2", 3, "v3"), released("acct-2", 4, "v4")
+    assert unheard.take({"acct-1": None, "acct-2": three}) == {"acct-1": None, "acct-2": three}
+    assert unheard.take({"acct-1": None, "acct-2": three, "acct-3": None}) == {"acct-3": None}
+    assert unheard.take({"acct-2": four}) == {"acct-2": four}  # released again, at the next epoch
     assert unheard.take({}) == {}  # cleared
     assert unheard.take({"acct-1": None}) == {"acct-1": None}  # hinted anew after the clear

@@ -16,7 +16,7 @@ from connector.adapters.firestore_cas import fenced_epoch, optimistic
 from connector.adapters.firestore_leases import FirestoreLeaseStore
 from connector.adapters.memory_leases import MemoryLeaseStore
 from connector.adapters.memory_status import MemoryStatusWriter
-from connector.lease_record import LeaseError, LeaseRecord, fence
+from connector.lease_record import LeaseError, LeaseRecord, LeaseView, fence
 from connector.ports import LeaseStore, Shown, StaleEpochError
 from wa_wire import AccountStatus, Collections
 
@@ -433,3 +433,35 @@ async def test_firestore_renewals_do_not_queue_behind_the_store_s_other_calls(
         gate.set()
         for future in busy:
             future.result()
+
+
+async def test_firestore_takes_a_lease_learned_from_its_releaser_without_reading_it(
+    clean_firestore: firestore.Client,
+) -> None:
+    """A clean handoff hint carries the released lease with its version: the next holder's
+    acquisition is its first and only round trip. A version gone stale costs a conflict and
+    a read, and writes nothing the lease as it now is does not allow."""
+    old, new, third = (FirestoreLeaseStore(clean_firestore) for _ in range(3))
+    for account in ("acct", "moved"):
+        assert (await old.try_acquire_many([(account, None)], "conn-a", TTL_MS))[0].written
+    released = await old.release_many([("acct", 1), ("moved", 1)], "conn-a")
+    assert all(v.written and v.version for v in released)
+    (moved,) = await third.get_many(["moved"])  # taken and given back behind the hint's back
+    assert (await third.try_acquire_many([("moved", moved.record)], "conn-c", TTL_MS))[0].written
+    assert (await third.release_many([("moved", 2)], "conn-c"))[0].written
+
+    new.learn(released)
+    taken, refused = await new.try_acquire_many([(v.account, v.record) for v in released], "conn-b", TTL_MS)
+    assert taken.written and taken.record is not None and taken.record.epoch == 2
+    assert not refused.written and refused.record is not None
+    assert (refused.record.holder, refused.record.epoch) == (None, 2)  # as conn-c left it
+    assert new.reads == 1  # only the stale one was read
+
+
+async def test_a_learned_version_that_is_not_a_time_is_refused(clean_firestore: firestore.Client) -> None:
+    store = FirestoreLeaseStore(clean_firestore)
+    record = await acquire(firestore_rig(clean_firestore), "acct", "conn-a")
+    with pytest.raises(LeaseError, match="not a time"):
+        store.learn([LeaseView("acct", record, None, version="yesterday")])
+    with pytest.raises(LeaseError):
+        MemoryLeaseStore().learn([LeaseView("bad/id", record, None, version="v")])

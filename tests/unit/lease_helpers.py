@@ -46,6 +46,10 @@ class FlakyStore:
         await self._enter("get_many", accounts)
         return await self.store.get_many(accounts)
 
+    def learn(self, views: Sequence[LeaseView]) -> None:
+        self.calls.append(("learn", tuple(v.account for v in views)))
+        self.store.learn(views)
+
     async def try_acquire(
         self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
     ) -> LeaseView:

@@ -338,6 +338,43 @@ async def test_a_read_answering_after_our_acquisition_with_an_older_epoch_is_not
     assert [e[0] for e in b.heard.events] == ["acquired"]
 
 
+async def test_a_lease_learned_from_a_clean_hint_is_taken_without_reading_it(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a, b = Host("conn-a", store, clock), Host("conn-b", store, clock)
+    a.elector.set_claims({"acct": 0.0, "kept": 0.0})
+    await run(clock, [a], 1.0)
+    b.elector.set_claims({"acct": 0.0, "kept": 0.0})  # both held by a: b waits
+    await b.step()
+    b.path.calls.clear()
+    released = await a.elector.release("acct")
+    assert released is not None and released.record is not None and released.record.holder is None
+    b.elector.learn([released])
+    await b.step()
+    assert b.elector.held() == {"acct": 2}
+    assert b.path.calls == [("learn", ("acct",)), ("try_acquire_many", ("acct",))]  # no read
+
+
+async def test_a_learned_lease_that_moved_since_is_refused_and_read_again(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a, b, c = (Host(name, store, clock) for name in ("conn-a", "conn-b", "conn-c"))
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    released = await a.elector.release("acct")
+    assert released is not None
+    c.elector.set_claims({"acct": 0.0})
+    await c.step()
+    await c.step()
+    assert c.elector.held() == {"acct": 2}  # taken before b heard the hint
+    b.elector.set_claims({"acct": 0.0})
+    b.elector.learn([released])
+    await b.step()
+    assert b.elector.held() == {}
+    assert b.elector.known()["acct"].view.holder() == "conn-c"  # type: ignore[union-attr]
+    assert b.heard.events == []
+
+
 async def test_release_all_on_shutdown(clock: FakeClock, store: MemoryLeaseStore) -> None:
     a = Host("conn-a", store, clock)
     a.elector.set_claims({f"acct-{i}": 0.0 for i in range(3)})
@@ -499,5 +536,5 @@ async def test_closing_the_elector_answers_every_queued_release(
     for _ in range(3):
         await asyncio.sleep(0)
     await a.elector.close()
-    assert await asyncio.gather(*releasing) == [False, False]
+    assert await asyncio.gather(*releasing) == [None, None]
     assert (await store.get("a")).holder() == "conn-a"  # left to expire after its TTL

@@ -136,6 +136,9 @@ class SimPath:
     async def get_many(self, accounts: Sequence[str]) -> list[LeaseView]:
         return await self._call(lambda: self.store.get_many(accounts))
 
+    def learn(self, views: Sequence[LeaseView]) -> None:
+        self.store.learn(views)
+
     async def try_acquire(
         self, account: str, holder: str, ttl_ms: int, expected: LeaseRecord | None, shown: Shown | None = None
     ) -> LeaseView:
