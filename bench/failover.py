@@ -115,6 +115,22 @@ and a restore: the figure follows the number of final backups needed (45-101 of 
 this session's runs; the one run with 101 took 4.5 s, before the last change).
 Back within 3 s at 200 with the final code: 2 of 3 runs (max 2.93, 2.98, 3.13 s), p90 under
 3 s in all 3. The old host exits within 1.5-1.65 s.
+
+Session 6, 200 accounts, fresh emulator per run, same machine and method. A clean release
+now hints the lease as released (the next holder takes it without reading it) and the
+new holder reads the newest backups while it takes the leases; a false "lease lost" (a
+read sent beside the acquisition answering after it; 7 in session 5's last run) is gone.
+The machine was slower than in session 5: session 5's final code (59a14c2), run again
+alternately with this one (528e5bd), each run with its own count of final backups:
+  59a14c2: exit 1.71 / back p50 3.11 / max 3.97 s (26); exit 3.21 / p50 4.74 / max 5.52 s (94)
+  528e5bd: exit 2.74 / back p50 3.68 / max 4.63 s (50); exit 2.27 / p50 2.81 / max 3.76 s (50)
+  528e5bd, 3 more runs: max 3.86 s (78), 3.95 s (65), 6.60 s (119: the old host took 4.2 s
+  to write them and exited after 5.2 s); with timing lines (more logging): 3.12 s (27)
+  kill -9: p50 12.6-13.8 / max 14.9-16.0 s (7 runs). Double connections: none.
+In the timing-line runs the last accounts now wait on start slots (up to 0.8 s: 16 ensures
+at once, each 0.05-0.3 s on a saturated machine) and, with many final backups, on the old
+host (two round trips per backup, 32 at once). sys.setswitchinterval(0.001) was tried and
+made it worse (4.16 s with 45, 4.94 s with 79). Not met here: back within 3 s at 200.
 """
 
 from __future__ import annotations
