@@ -28,6 +28,7 @@ from connector.account_machine import RUNNING, step
 from connector.clock import Clock
 from connector.metrics import ConnectorMetrics
 from connector.ports import EventSink, Shown, StatusUpdate, StatusWriter
+from connector.tasks import cancel_and_wait
 from connector.workers import protocol as wp
 from wa_wire import AccountStatus, LifecycleEvent
 from wa_wire.codec import parse_timestamp
@@ -487,9 +488,7 @@ class Supervisor:
             self._timers.pop(key).cancel()
         task = self._tasks.pop(account, None)
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         self._queues.pop(account, None)
         self._released.pop(account, None)
         self._backup_tasks.pop(account, None)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from connector import account as a
 from connector.sessions.whatsmeow import SESSION_FILE
+from connector.tasks import wait_ended
 from connector.workers import protocol as wp
 from connector.workers.lifeline import SUPERVISOR_PID_ENV
 from connector.workers.reader import read_messages
@@ -117,8 +118,7 @@ class WorkerProcess:
             proc.kill()
             await proc.wait()
         if self._reader is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await wait_ended(self._reader)
 
 
 def _describe_exit(code: int) -> str:

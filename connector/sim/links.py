@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import WSMsgType, web
 
 from connector.sim import wire
+from connector.tasks import cancel_and_wait
 
 CLOSED = None
 
@@ -59,9 +60,7 @@ class Link:
             await self.ws.close(code=code, message=why.encode()[:120])
 
     async def finish(self) -> None:
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        await cancel_and_wait(self._reader)
 
 
 @dataclass

@@ -11,7 +11,6 @@ the sim worker process, which runs many of these. Never imports neonize.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
@@ -27,6 +26,7 @@ from connector.errors import KeeperError
 from connector.sessions import whatsmeow
 from connector.sim import wire
 from connector.sim.churn import churn
+from connector.tasks import cancel_and_wait
 from connector.workers import protocol as wp
 from connector.workers.policy import Ending, reconnect_delay
 
@@ -137,18 +137,14 @@ class SimSession:
     async def drop(self, reason: str) -> None:
         """Close the socket and stay closed (no reconnect) until stopped; reports `disconnected`."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         self._emit(wp.Disconnected(account=self.account, reason=reason[:500]))
 
     async def stop(self) -> None:
         """Close the socket and end the session's tasks; always answers `stopped`."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         self._emit(wp.Stopped(account=self.account))
 
     # -- the connection loop ------------------------------------------------------------
