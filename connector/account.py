@@ -55,6 +55,7 @@ class Timer(StrEnum):
     STUCK = "stuck"  # connecting for too long
     BAN_OVER = "ban_over"
     STOP_BOUND = "stop_bound"  # the worker did not stop in time
+    REANNOUNCE = "reannounce"  # halted on an event, and no command yet: publish it again
 
 
 # ---------------------------------------------------------------- signals (inputs)
@@ -232,6 +233,15 @@ class Stopped:
     """The account is released: the supervisor may forget it."""
 
 
+@dataclass(frozen=True)
+class Reannounce:
+    """Publish the account's last `type` event again, the same event (same event_id): halted on
+    it, we wait for a command the control plane orders on it. The control plane drops it when
+    it had it already; a delivery that was lost (a function that failed for good) comes now."""
+
+    type: EventType
+
+
 Action = (
     EnsureSession
     | StartWorker
@@ -247,6 +257,7 @@ Action = (
     | Disarm
     | FinishCommand
     | Stopped
+    | Reannounce
 )
 
 
@@ -256,6 +267,7 @@ class Config:
     stuck_connecting_s: float = 60.0
     stop_bound_s: float = 10.0
     keepalive_restart_count: int = 4  # this many failed keepalives in a row: restart
+    reannounce_s: float = 30.0  # halted and waiting for the control plane: the event again after
 
 
 @dataclass(frozen=True)

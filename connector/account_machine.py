@@ -26,6 +26,7 @@ from connector.account import (
     MarkGood,
     OperationDone,
     Phase,
+    Reannounce,
     Report,
     Restore,
     Result,
@@ -159,11 +160,11 @@ def _report(state: AccountState, message: wp.Message, config: Config) -> Result:
             emit = Emit(
                 EventType.LOGGED_OUT, reason_code=code, detail=f"on_connect={str(on_connect).lower()}"
             )
-            return state, [emit, *actions]
+            return state, [emit, *actions, _reannounce_later(config)]
         case wp.StreamReplaced():
             reason = "another connection took over this device (split brain?); waiting for a command"
             state, actions = _stop(state, AfterStop.HALT, S.REPLACED, reason, config)
-            return state, [Emit(EventType.STREAM_REPLACED), *actions]
+            return state, [Emit(EventType.STREAM_REPLACED), *actions, _reannounce_later(config)]
         case wp.StreamError(code=code):
             after = AfterStop.RESTART_NOW if code == STREAM_RESTART else AfterStop.RESTART
             state, actions = _stop(state, after, S.RECONNECTING, f"stream error {code}; restarting", config)
@@ -306,7 +307,19 @@ def _timer(state: AccountState, timer: Timer, config: Config) -> Result:
             return _stop(state, AfterStop.RESTART, S.RECONNECTING, "stuck connecting; restarting", config)
         case Timer.STOP_BOUND if state.phase is Phase.STOPPING:
             return state, [StopWorker(kill=True)]
+        case Timer.REANNOUNCE if state.phase is Phase.STOPPING and state.after_stop is AfterStop.HALT:
+            return state, [_reannounce_later(config)]
+        case Timer.REANNOUNCE if state.phase is Phase.HALTED and state.status in HALTED_ON:
+            return state, [Reannounce(HALTED_ON[state.status]), _reannounce_later(config)]
     return state, []
+
+
+HALTED_ON = {S.NEEDS_RESTORE: EventType.LOGGED_OUT, S.REPLACED: EventType.STREAM_REPLACED}
+"""Statuses that wait for a command the control plane orders on the event that set them."""
+
+
+def _reannounce_later(config: Config) -> Arm:
+    return Arm(Timer.REANNOUNCE, seconds=config.reannounce_s)
 
 
 def _operation_done(state: AccountState, done: OperationDone, config: Config) -> Result:

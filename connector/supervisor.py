@@ -30,7 +30,7 @@ from connector.metrics import ConnectorMetrics
 from connector.ports import EventSink, Shown, StatusUpdate, StatusWriter
 from connector.tasks import cancel_and_wait
 from connector.workers import protocol as wp
-from wa_wire import AccountStatus, LifecycleEvent
+from wa_wire import AccountStatus, EventType, LifecycleEvent
 from wa_wire.codec import parse_timestamp
 
 log = logging.getLogger("wa_keeper.supervisor")
@@ -127,6 +127,7 @@ class AccountView:
     worker_starts: int = 0  # since the lease was taken (metrics: later ones are restarts)
     connected_since_start: bool = False  # the next start is then a reconnect (metrics)
     shown: Shown | None = None  # what the lease acquisition already showed: not written again
+    emitted: dict[EventType, LifecycleEvent] = field(default_factory=dict)  # the last of each type
 
 
 class Supervisor:
@@ -374,7 +375,9 @@ class Supervisor:
                 wiped = await asyncio.to_thread(self.vault.wipe, account, state.epoch)
                 self.deliver(account, wiped)
             case a.Emit():
-                self._emit(state, action)
+                view.emitted[action.type] = self._emit(state, action)
+            case a.Reannounce(type=kind):
+                self._reannounce(view, kind)
             case a.SetStatus():
                 await self._set_status(view, action)
             case a.Arm():
@@ -396,10 +399,22 @@ class Supervisor:
         async with self._starts:
             return await asyncio.to_thread(self.vault.ensure, account, state.jid, state.epoch)
 
-    def _emit(self, state: a.AccountState, emit: a.Emit) -> None:
+    def _reannounce(self, view: AccountView, kind: EventType) -> None:
+        """The same event again (its event_id too: the control plane drops it if it had it)."""
+        state = view.state
+        event = view.emitted.get(kind)
+        if event is not None and event.lease_epoch == state.epoch:
+            log.info(
+                "account %s: still %s: its %s event again", state.account_id, state.status.value, kind.value
+            )
+            self.events.emit(event)
+
+    def _emit(self, state: a.AccountState, emit: a.Emit) -> LifecycleEvent:
         code = "" if emit.reason_code is None else f" ({emit.reason_code})"
         log.info("account %s: event %s%s at epoch %d", state.account_id, emit.type.value, code, state.epoch)
-        self.events.emit(self._event(state, emit))
+        event = self._event(state, emit)
+        self.events.emit(event)
+        return event
 
     async def _set_status(self, view: AccountView, action: a.SetStatus) -> None:
         account = view.state.account_id

@@ -24,6 +24,7 @@ from connector.account import (
     MarkGood,
     OperationDone,
     Phase,
+    Reannounce,
     Report,
     Restore,
     SendOrder,
@@ -43,7 +44,9 @@ from connector.workers import protocol as wp
 from wa_wire import AccountStatus as S
 from wa_wire import CommandAction, EventType
 
-CFG = Config(backup_interval_s=10, stuck_connecting_s=60, stop_bound_s=10, keepalive_restart_count=4)
+CFG = Config(
+    backup_interval_s=10, stuck_connecting_s=60, stop_bound_s=10, keepalive_restart_count=4, reannounce_s=30
+)
 A = "acct-1"
 JID = "15550001111:7@s.whatsapp.net"
 EXPIRY = "2026-11-26T03:00:00.000000Z"
@@ -198,6 +201,7 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
                 "WhatsApp logged this device out (401); backups kept, waiting for the control plane",
             ),
             *STOPPING,
+            Arm(Timer.REANNOUNCE, seconds=30),
         ],
     ),
     (
@@ -212,7 +216,48 @@ ROWS: list[tuple[str, AccountState, Signal, Phase, S, list[Action]]] = [
                 S.REPLACED, "another connection took over this device (split brain?); waiting for a command"
             ),
             *STOPPING,
+            Arm(Timer.REANNOUNCE, seconds=30),
         ],
+    ),
+    (
+        "halted on a logout, no command yet: the logged_out event again, and again later",
+        at(Phase.HALTED, status=S.NEEDS_RESTORE),
+        TimerFired(Timer.REANNOUNCE),
+        Phase.HALTED,
+        S.NEEDS_RESTORE,
+        [Reannounce(EventType.LOGGED_OUT), Arm(Timer.REANNOUNCE, seconds=30)],
+    ),
+    (
+        "halted on a split brain, no command yet: the stream_replaced event again",
+        at(Phase.HALTED, status=S.REPLACED),
+        TimerFired(Timer.REANNOUNCE),
+        Phase.HALTED,
+        S.REPLACED,
+        [Reannounce(EventType.STREAM_REPLACED), Arm(Timer.REANNOUNCE, seconds=30)],
+    ),
+    (
+        "still stopping after a logout: not yet, try later",
+        at(Phase.STOPPING, status=S.NEEDS_RESTORE, after_stop=AfterStop.HALT),
+        TimerFired(Timer.REANNOUNCE),
+        Phase.STOPPING,
+        S.NEEDS_RESTORE,
+        [Arm(Timer.REANNOUNCE, seconds=30)],
+    ),
+    (
+        "the command came (restoring): the timer is late, nothing",
+        at(Phase.RESTORING, status=S.RESTORING),
+        TimerFired(Timer.REANNOUNCE),
+        Phase.RESTORING,
+        S.RESTORING,
+        [],
+    ),
+    (
+        "halted after a failed wipe (needs_qr): nothing to announce",
+        at(Phase.HALTED, status=S.NEEDS_QR),
+        TimerFired(Timer.REANNOUNCE),
+        Phase.HALTED,
+        S.NEEDS_QR,
+        [],
     ),
     (
         "515 -> restart at once",

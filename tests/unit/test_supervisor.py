@@ -17,7 +17,7 @@ from connector.clock import SystemClock
 from connector.ports import MemoryEventSink, Shown, StatusUpdate
 from connector.supervisor import Supervisor, SupervisorConfig, backoff_delay
 from connector.workers import protocol as wp
-from wa_wire import AccountStatus, CommandAction, EventType
+from wa_wire import AccountStatus, CommandAction, EventType, LifecycleEvent
 
 JID = "15550001111:7@s.whatsapp.net"
 
@@ -130,7 +130,7 @@ class FakeCommands:
 
 
 FAST = SupervisorConfig(
-    machine=a.Config(backup_interval_s=0.05, stuck_connecting_s=5, stop_bound_s=1),
+    machine=a.Config(backup_interval_s=0.05, stuck_connecting_s=5, stop_bound_s=1, reannounce_s=0.05),
     backoff_initial_s=0.01,
     backoff_max_s=0.05,
     backoff_jitter_s=0.01,
@@ -345,6 +345,29 @@ async def test_a_release_is_clean_only_once_a_backup_still_running_is_done(rig: 
     assert not await rig.sup.release("slow", within_s=0.2)
     rig.vault.backup_gate.set()
     assert await rig.sup.release("done", within_s=5)
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_halted_on_a_logout_the_same_event_is_published_again_until_a_command_comes(
+    rig: Rig,
+) -> None:
+    """A lost delivery of the logout (the control plane never saw it) would leave the account
+    waiting forever: the same event (same event_id: a duplicate is dropped) goes out again."""
+    rig.sup.hold("acct", epoch=3)
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    rig.sup.deliver("acct", a.Report(wp.LoggedOut(account="acct", reason_code=401)))
+
+    def logouts() -> list[LifecycleEvent]:
+        return [e for e in rig.events.events if e.type is EventType.LOGGED_OUT]
+
+    await until(lambda: len(logouts()) >= 3)
+    assert len({e.event_id for e in logouts()}) == 1
+    assert rig.status.last() is AccountStatus.NEEDS_RESTORE
+    rig.sup.deliver("acct", a.CommandReceived("cmd-1", CommandAction.RESTORE, generation=3))
+    await until(lambda: rig.status.last() is AccountStatus.CONNECTED)
+    published = len(logouts())
+    await asyncio.sleep(0.2)  # several timer periods: nothing more once the command came
+    assert len(logouts()) == published
     await rig.sup.shutdown(within_s=5)
 
 
