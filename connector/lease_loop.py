@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from connector.clock import Clock
+from connector.grouping import Grouped
 from connector.lease import Action, LeaseConfig, Local, decide
 from connector.lease_record import LeaseError, LeaseView, check_id
 from connector.metrics import ConnectorMetrics
@@ -92,8 +93,9 @@ class LeaseElector:
         self._renew_slots = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
         self._look: set[str] = set()
-        self._to_release: dict[str, tuple[int, Shown | None, asyncio.Future[LeaseView | None]]] = {}
-        self._releaser: asyncio.Task[None] | None = None
+        self._releases: Grouped[str, tuple[int, Shown | None], LeaseView | None] = Grouped(
+            self._release_group, BATCH
+        )
 
     # ---- what the supervisor asks and reads
 
@@ -151,13 +153,12 @@ class LeaseElector:
         if local is None or local.held_epoch is None:
             return None
         self._local[account] = replace(local, held_epoch=None)
-        released: asyncio.Future[LeaseView | None] = asyncio.get_running_loop().create_future()
-        self._to_release[account] = (local.held_epoch, shown, released)
-        if self._releaser is None or self._releaser.done():
-            self._releaser = asyncio.create_task(self._release_queued())
+        released = self._releases.submit(account, (local.held_epoch, shown))
         self._spawn([account], _until(released))  # the loop leaves the account alone meanwhile
         await self._settle(account)
-        return released.result() if released.done() and not released.cancelled() else None
+        if not released.done() or released.cancelled() or released.exception() is not None:
+            return None
+        return released.result()
 
     async def release_all(self) -> int:
         """SIGTERM: release every lease we hold; returns how many were released."""
@@ -227,9 +228,10 @@ class LeaseElector:
 
     async def close(self) -> None:
         """Cancel the store calls in flight (a hung call must not hold up a shutdown)."""
-        tasks = set(self._in_flight.values()) | ({self._releaser} if self._releaser is not None else set())
+        tasks = set(self._in_flight.values())
         for task in tasks:
             task.cancel()
+        await self._releases.close()
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- acting
@@ -290,36 +292,24 @@ class LeaseElector:
             log.log(level, "lease %s of %s failed: %s", action.value, account, exc)
             self._local[account] = replace(local, failed_mono=sent)
 
-    async def _release_queued(self) -> None:
-        """Release what `release` queued, `BATCH` at a time; what queues meanwhile goes next."""
-        taken: list[tuple[str, tuple[int, Shown | None, asyncio.Future[LeaseView | None]]]] = []
-        try:
-            while self._to_release:
-                taken = list(self._to_release.items())[:BATCH]
-                for account, _ in taken:
-                    del self._to_release[account]
-                for shown in {item[1] for _, item in taken}:
-                    await self._release_group([(a, item) for a, item in taken if item[1] == shown], shown)
-        finally:  # cancelled (close) or a bug: nobody waits forever
-            for _, (_, _, released) in taken + list(self._to_release.items()):
-                if not released.done():
-                    released.set_result(None)
-
     async def _release_group(
-        self,
-        group: list[tuple[str, tuple[int, Shown | None, asyncio.Future[LeaseView | None]]]],
-        shown: Shown | None,
-    ) -> None:
-        try:
-            views = await self.store.release_many([(a, item[0]) for a, item in group], self.holder, shown)
-        except Exception as exc:
-            log.warning("%d leases not released (they expire after their TTL): %s", len(group), exc)
-            for _, (_, _, released) in group:
-                released.set_result(None)
-            return
-        for view, (account, (_, _, released)) in zip(views, group, strict=True):
-            self._observe(account, view)
-            released.set_result(view if view.written else None)
+        self, items: list[tuple[str, tuple[int, Shown | None]]]
+    ) -> list[LeaseView | None]:
+        """Release what `release` queued meanwhile (`BATCH` at most): per account the lease as
+        released, else None (a lease not released expires after its TTL)."""
+        released: dict[str, LeaseView | None] = {}
+        for shown in {item[1] for _, item in items}:
+            group = [(account, epoch) for account, (epoch, s) in items if s == shown]
+            try:
+                views = await self.store.release_many(group, self.holder, shown)
+            except Exception as exc:
+                log.warning("%d leases not released (they expire after their TTL): %s", len(group), exc)
+                released.update((account, None) for account, _ in group)
+                continue
+            for view, (account, _) in zip(views, group, strict=True):
+                self._observe(account, view)
+                released[account] = view if view.written else None
+        return [released[account] for account, _ in items]
 
     async def _read(self, accounts: list[str]) -> None:
         async with self._slots:

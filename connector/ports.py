@@ -140,6 +140,12 @@ class NextCommit:
     gap: bool
 
 
+def check_one_each(accounts: Sequence[str], error: type[Exception] = KeeperError) -> None:
+    """A batch of accounts' writes takes each account once: two in one commit have no order."""
+    if len(set(accounts)) != len(accounts):
+        raise error("an account appears twice in one batch")
+
+
 def check_next_manifest(manifest: Manifest, account: str, generation: int, epoch: int) -> Manifest:
     """What `BackupStore.commit_next` requires of the manifest `build` returns."""
     if (manifest.account_id, manifest.generation, manifest.lease_epoch) != (account, generation, epoch):
@@ -172,6 +178,13 @@ class BackupStore(Protocol):
         separate reservation is needed before them. `build` may be called again
         (with a new number) when a concurrent write forces a retry.
         """
+        ...
+
+    def commit_next_many(
+        self, items: Sequence[tuple[str, int, Callable[[int], Manifest]]]
+    ) -> list[NextCommit | Exception]:
+        """`commit_next` of each (account, epoch, build), one per account, in as few writes as
+        the store can; per item what was committed, or what refused it (StaleEpochError...)."""
         ...
 
     def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,14 +26,19 @@ from tenacity import RetryCallState, wait_exponential_jitter
 from connector import account as a
 from connector.account_machine import RUNNING, step
 from connector.clock import Clock
+from connector.grouping import Grouped
 from connector.metrics import ConnectorMetrics
 from connector.ports import EventSink, Shown, StatusUpdate, StatusWriter
 from connector.tasks import cancel_and_wait
+from connector.vault_decisions import BackupRequest
 from connector.workers import protocol as wp
 from wa_wire import AccountStatus, EventType, LifecycleEvent
 from wa_wire.codec import parse_timestamp
 
 log = logging.getLogger("wa_keeper.supervisor")
+
+PREFETCH_BATCH = 1000
+"""Accounts per batched read ahead (the store splits it into reads of its own size)."""
 
 DISK_CHECKED = frozenset({a.Phase.CONNECTING, a.Phase.CONNECTED})
 """Phases in which the disk session must be whole (not while starting or pairing)."""
@@ -50,6 +55,11 @@ class Vault(Protocol):
         ...
 
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None: ...
+
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
+        """`backup` of each (one per account) in as few writes as it can; per request None
+        when done (written, unchanged or refused: the vault says why), else what failed it."""
+        ...
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone: ...
 
@@ -98,9 +108,15 @@ class SupervisorConfig:
     backoff_max_s: float = 60.0
     backoff_jitter_s: float = 1.0
     max_parallel_backups: int = 8
-    max_parallel_final_backups: int = 32
-    """Final backups (before a release) have slots of their own: a handoff of every account at
-    SIGTERM must not queue behind periodic backups, and it is I/O bound (Firestore round trips)."""
+    """Periodic backups at once. Final backups (before a release) take none of these slots:
+    they go to the vault in groups (`_final_backup`), so a handoff of every account at SIGTERM
+    never queues behind periodic ones."""
+    final_backups_per_group: int = 50
+    final_backup_groups_at_once: int = 4
+    """Final backups go to the vault in groups (the store commits the one-chunk ones of a
+    group together), several groups at once, each snapshotting its sessions in a thread of
+    its own: a handoff of hundreds of accounts is neither one long serial pass nor hundreds
+    of commits."""
     max_parallel_starts: int = 16
     """At most this many accounts run the restore order at once: a restart of
     hundreds of accounts becomes a steady stream instead of a storm."""
@@ -161,14 +177,15 @@ class Supervisor:
         self._timers: dict[tuple[str, a.Timer], asyncio.TimerHandle] = {}
         self._starts = asyncio.Semaphore(config.max_parallel_starts)
         self._backups = asyncio.Semaphore(config.max_parallel_backups)
-        self._final_backups = asyncio.Semaphore(config.max_parallel_final_backups)
+        self._final_backups: Grouped[str, BackupRequest, None] = Grouped(
+            self._final_group, config.final_backups_per_group, config.final_backup_groups_at_once
+        )
         self._backup_tasks: dict[str, asyncio.Task[None]] = {}
         self._uploading: set[str] = set()  # accounts whose backup has its slot and runs
         self._released: dict[str, asyncio.Event] = {}
         self._drive_until: dict[str, float] = {}  # monotonic: the lease's renew deadline per account
-        self._to_prefetch: dict[str, tuple[int, asyncio.Future[None]]] = {}
+        self._prefetches: Grouped[str, int, None] = Grouped(self._prefetch_group, PREFETCH_BATCH)
         self._prefetched: dict[str, asyncio.Future[None]] = {}  # ensure waits for its account's read
-        self._prefetcher: asyncio.Task[None] | None = None
         self._ahead: dict[str, tuple[int, asyncio.Future[None]]] = {}  # read before the lease is ours
         self._reading_ahead: set[asyncio.Task[None]] = set()
 
@@ -201,11 +218,7 @@ class Supervisor:
         if ahead is not None and ahead[0] == epoch:
             self._prefetched[account] = ahead[1]
             return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._to_prefetch[account] = (epoch, done)
-        self._prefetched[account] = done
-        if self._prefetcher is None or self._prefetcher.done():
-            self._prefetcher = asyncio.create_task(self._prefetch_queued())
+        self._prefetched[account] = self._prefetches.submit(account, epoch)
 
     def read_ahead(self, epochs: Mapping[str, int]) -> None:
         """Read the newest backups of accounts about to be taken, {account: the epoch they will
@@ -239,17 +252,12 @@ class Supervisor:
             if not done.done():
                 done.set_result(None)
 
-    async def _prefetch_queued(self) -> None:
-        while self._to_prefetch:
-            queued, self._to_prefetch = self._to_prefetch, {}
-            try:
-                await asyncio.to_thread(self.vault.prefetch, {acc: e for acc, (e, _) in queued.items()})
-            except Exception as exc:  # each ensure then reads for itself
-                log.warning("reading ahead for %d accounts failed: %s", len(queued), exc)
-            finally:
-                for _, done in queued.values():
-                    if not done.done():
-                        done.set_result(None)
+    async def _prefetch_group(self, items: list[tuple[str, int]]) -> list[None]:
+        try:
+            await asyncio.to_thread(self.vault.prefetch, dict(items))
+        except Exception as exc:  # each ensure then reads for itself
+            log.warning("reading ahead for %d accounts failed: %s", len(items), exc)
+        return [None] * len(items)
 
     async def release(self, account: str, within_s: float, show_released: bool = True) -> bool:
         """Stop the worker, final backup when connected, status `unattended` (unless not
@@ -361,7 +369,7 @@ class Supervisor:
                         running.cancel()  # still waiting for a slot: the final one covers it
                     if running is not None:
                         await asyncio.wait([running])
-                    await self._backup(account, state.jid, state.epoch, while_connected, final=True)
+                    await self._final_backup(BackupRequest(account, state.jid, state.epoch, while_connected))
                 elif running is None or running.done():  # else the running one covers it
                     self._backup_tasks[account] = asyncio.create_task(
                         self._backup(account, state.jid, state.epoch, while_connected)
@@ -431,12 +439,23 @@ class Supervisor:
             return  # the lease acquisition wrote this very status, at this epoch
         await self.status.write(account, self._status_update(view, action))
 
-    async def _backup(
-        self, account: str, jid: str, epoch: int, while_connected: bool, final: bool = False
-    ) -> None:
+    async def _final_backup(self, request: BackupRequest) -> None:
+        """With the other final backups asked for meanwhile (a handoff stops hundreds of
+        accounts at once): their one-chunk uploads go out in one commit."""
+        try:
+            await self._final_backups.submit(request.account, request)
+        except Exception:
+            log.exception("account %s: final backup failed", request.account)
+            return
+        self._backed_up(request.account)
+
+    async def _final_group(self, items: list[tuple[str, BackupRequest]]) -> list[Exception | None]:
+        return await asyncio.to_thread(self.vault.backup_many, [request for _, request in items])
+
+    async def _backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
         """One backup, off the account's signal loop: reports keep flowing meanwhile."""
         try:
-            async with self._final_backups if final else self._backups:
+            async with self._backups:
                 self._uploading.add(account)
                 try:
                     await asyncio.to_thread(self.vault.backup, account, jid, epoch, while_connected)
@@ -445,6 +464,9 @@ class Supervisor:
         except Exception:
             log.exception("account %s: backup failed", account)
             return
+        self._backed_up(account)
+
+    def _backed_up(self, account: str) -> None:
         view = self.views.get(account)
         if view is not None:
             view.last_backup_at = self.clock.now()

@@ -15,12 +15,13 @@ behind is still used then: an old session beats a new QR scan).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from connector.adapters.disk_sessions import (
     DiskHealth,
@@ -45,9 +46,10 @@ from connector.backup_crypto import (
 )
 from connector.clock import Clock
 from connector.errors import KeeperError
-from connector.ports import BackupStore, EventSink, Manifest, StaleEpochError
+from connector.ports import BackupStore, EventSink, Manifest, StaleEpochError, check_one_each
 from connector.vault_decisions import (
     BackupOutcome,
+    BackupRequest,
     BackupStatus,
     EnsureAction,
     EnsureOutcome,
@@ -62,6 +64,7 @@ from wa_wire.names import MAX_DETAIL_LEN
 
 __all__ = [
     "BackupOutcome",
+    "BackupRequest",
     "BackupStatus",
     "EnsureAction",
     "EnsureOutcome",
@@ -179,84 +182,143 @@ class SessionVault:
 
     def backup(self, account: str, jid: str | None, epoch: int, taken_while_connected: bool) -> BackupOutcome:
         """Snapshot, check, and upload unless unchanged; refusals are outcomes, not errors."""
-        with self._lock(account):
-            try:
-                snap = self.disk.snapshot(account, jid)
-            except SessionCheckError as exc:
-                return BackupOutcome(BackupStatus.REFUSED, reason=f"{exc.state}: {exc}")
-            try:
-                newest = self._newest_manifest(account, epoch)
-                if is_unchanged(newest, snap.sha256) and newest is not None:
-                    if taken_while_connected and not newest.good:
-                        self.store.mark_good(account, newest.generation)
-                        self._newest[account] = (epoch, dataclasses.replace(newest, good=True))
-                    return BackupOutcome(
-                        BackupStatus.UNCHANGED,
-                        newest.generation,
-                        taken_at=newest.created_at,
-                        good=newest.good or taken_while_connected,
-                    )
-                manifest, uploaded, orphans_possible = self._upload(
-                    account, epoch, snap, taken_while_connected
-                )
-            except StaleEpochError as exc:
-                self._newest.pop(account, None)
-                return BackupOutcome(BackupStatus.REFUSED, reason=f"stale lease epoch: {exc}")
-            generation = manifest.generation
-            self._newest[account] = (epoch, dataclasses.replace(manifest, head=None))  # no bytes kept
-            self._emit(
-                EventType.BACKUP_WRITTEN,
-                account,
-                epoch,
-                f"{snap.size} bytes in {manifest.chunk_count} chunks, key {manifest.key_id}",
-                generation,
-            )
-            if orphans_possible:
-                self._clean_orphans(account, below=generation)
-            return BackupOutcome(
-                BackupStatus.WRITTEN,
-                generation,
-                uploaded_bytes=uploaded,
-                taken_at=manifest.created_at,
-                good=manifest.good,
-            )
+        outcome = self.backup_many([BackupRequest(account, jid, epoch, taken_while_connected)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
-    def _upload(
-        self, account: str, epoch: int, snap: Snapshot, taken_while_connected: bool
-    ) -> tuple[Manifest, int, bool]:
-        """Seal and store one generation; returns it, the bytes uploaded and whether orphan chunks
-        are worth looking for. A session that compresses into one chunk goes in one fenced
-        write (`commit_next`); a bigger one reserves a number, writes its chunks, then commits
-        the manifest (a writer dying in between leaves orphan chunks, never a generation)."""
-        compressed = compress(snap.data)
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[BackupOutcome | Exception]:
+        """`backup` of each (one per account), the one-chunk uploads committed together
+        (`commit_next_many`): a handoff's final backups in a round trip or two, not two each.
+        Per request its outcome, or the error that failed it alone."""
+        accounts = [r.account for r in requests]
+        check_one_each(accounts)
+        outcomes: list[BackupOutcome | Exception | None] = [None] * len(requests)
+        with contextlib.ExitStack() as locks:
+            for account in sorted(accounts):  # one order for every caller: no deadlock
+                locks.enter_context(self._lock(account))
+            uploads: list[tuple[int, Snapshot, bytes]] = []
+            for i, r in enumerate(requests):
+                try:
+                    checked = self._check_before_upload(r)
+                except Exception as exc:
+                    outcomes[i] = exc
+                    continue
+                if isinstance(checked, BackupOutcome):
+                    outcomes[i] = checked
+                else:
+                    uploads.append((i, checked, compress(checked.data)))
+            one_chunk = [(i, snap, data) for i, snap, data in uploads if chunk_count(data) == 1]
+            committed = self.store.commit_next_many(
+                [
+                    (requests[i].account, requests[i].epoch, self._builder(requests[i], snap, data))
+                    for i, snap, data in one_chunk
+                ]
+            )
+            for (i, snap, _), c in zip(one_chunk, committed, strict=True):
+                result = c if isinstance(c, Exception) else (c.manifest, len(c.manifest.head or b""), c.gap)
+                outcomes[i] = self._uploaded(requests[i], snap, result)
+            for i, snap, data in uploads:
+                if chunk_count(data) > 1:
+                    try:
+                        result = self._upload_chunked(requests[i], snap, data)
+                    except Exception as exc:
+                        result = exc
+                    outcomes[i] = self._uploaded(requests[i], snap, result)
+        return [o if o is not None else KeeperError("backup not done") for o in outcomes]
+
+    def _check_before_upload(self, r: BackupRequest) -> BackupOutcome | Snapshot:
+        """The snapshot to upload, or the outcome without an upload (refused, unchanged)."""
+        try:
+            snap = self.disk.snapshot(r.account, r.jid)
+        except SessionCheckError as exc:
+            return BackupOutcome(BackupStatus.REFUSED, reason=f"{exc.state}: {exc}")
+        try:
+            newest = self._newest_manifest(r.account, r.epoch)
+        except StaleEpochError as exc:
+            self._newest.pop(r.account, None)
+            return BackupOutcome(BackupStatus.REFUSED, reason=f"stale lease epoch: {exc}")
+        if newest is None or not is_unchanged(newest, snap.sha256):
+            return snap
+        if r.taken_while_connected and not newest.good:
+            self.store.mark_good(r.account, newest.generation)
+            self._newest[r.account] = (r.epoch, dataclasses.replace(newest, good=True))
+        return BackupOutcome(
+            BackupStatus.UNCHANGED,
+            newest.generation,
+            taken_at=newest.created_at,
+            good=newest.good or r.taken_while_connected,
+        )
+
+    def _uploaded(
+        self, r: BackupRequest, snap: Snapshot, result: tuple[Manifest, int, bool] | Exception
+    ) -> BackupOutcome | Exception:
+        """What an upload came to, from (manifest, bytes uploaded, orphans possible) or its error;
+        a written generation is remembered and announced."""
+        account, epoch = r.account, r.epoch
+        if isinstance(result, StaleEpochError):
+            self._newest.pop(account, None)
+            return BackupOutcome(BackupStatus.REFUSED, reason=f"stale lease epoch: {result}")
+        if isinstance(result, Exception):
+            return result
+        manifest, uploaded, orphans_possible = result
+        generation = manifest.generation
+        self._newest[account] = (epoch, dataclasses.replace(manifest, head=None))  # no bytes kept
+        self._emit(
+            EventType.BACKUP_WRITTEN,
+            account,
+            epoch,
+            f"{snap.size} bytes in {manifest.chunk_count} chunks, key {manifest.key_id}",
+            generation,
+        )
+        if orphans_possible:
+            try:
+                self._clean_orphans(account, below=generation)
+            except Exception as exc:  # the generation is written; the orphans wait for the next one
+                log.warning("%s: orphan chunks not cleaned: %s", account, exc)
+        return BackupOutcome(
+            BackupStatus.WRITTEN,
+            generation,
+            uploaded_bytes=uploaded,
+            taken_at=manifest.created_at,
+            good=manifest.good,
+        )
+
+    def _builder(self, r: BackupRequest, snap: Snapshot, compressed: bytes) -> Callable[..., Manifest]:
+        """The manifest of generation n of this snapshot, sealed for n (or as `sealed`)."""
 
         def build(generation: int, sealed: Sealed | None = None) -> Manifest:
             if sealed is None:
-                sealed = self.keys.seal_compressed(compressed, account=account, generation=generation)
+                sealed = self.keys.seal_compressed(compressed, account=r.account, generation=generation)
             return Manifest(
-                account_id=account,
+                account_id=r.account,
                 generation=generation,
                 created_at=self._clock.now(),
                 connector_id=self._connector_id,
-                lease_epoch=epoch,
+                lease_epoch=r.epoch,
                 format=FORMAT,
                 key_id=sealed.key_id,
                 wrapped_key=sealed.wrapped_key,
                 size=snap.size,
                 sha256=snap.sha256,
                 chunk_count=len(sealed.chunks),
-                taken_while_connected=taken_while_connected,
-                good=taken_while_connected,
+                taken_while_connected=r.taken_while_connected,
+                good=r.taken_while_connected,
                 jid=snap.jid,
                 head=sealed.chunks[0],
             )
 
-        if chunk_count(compressed) == 1:
-            committed = self.store.commit_next(account, epoch, build)
-            return committed.manifest, len(committed.manifest.head or b""), committed.gap
+        return build
+
+    def _upload_chunked(
+        self, r: BackupRequest, snap: Snapshot, compressed: bytes
+    ) -> tuple[Manifest, int, bool]:
+        """A session bigger than one chunk: reserve a number, write its chunks, then commit the
+        manifest (a writer dying in between leaves orphan chunks, never a generation)."""
+        account, epoch = r.account, r.epoch
         generation = self.store.reserve_generation(account, epoch)
         sealed = self.keys.seal_compressed(compressed, account=account, generation=generation)
-        manifest = build(generation, sealed)
+        manifest = self._builder(r, snap, compressed)(generation, sealed)
         try:
             # Chunk 0 rides in the manifest: the restore reads it with the manifest.
             self.store.write_chunks(account, generation, sealed.chunks[1:], start=1)

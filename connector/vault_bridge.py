@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from connector import account as a
@@ -17,7 +17,14 @@ from connector.adapters.disk_sessions import DiskState
 from connector.clock import Clock, SystemClock
 from connector.metrics import ConnectorMetrics
 from connector.ports import StaleEpochError
-from connector.vault import BackupOutcome, BackupStatus, EnsureAction, EnsureOutcome, SessionVault
+from connector.vault import (
+    BackupOutcome,
+    BackupRequest,
+    BackupStatus,
+    EnsureAction,
+    EnsureOutcome,
+    SessionVault,
+)
 
 log = logging.getLogger("wa_keeper.vault")
 
@@ -49,15 +56,24 @@ class VaultBridge:
         self.vault.prefetch_newest(held)
 
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
-        try:
-            outcome = self.vault.backup(account, jid, epoch, while_connected)
-        except StaleEpochError as exc:
-            log.warning("backup of %s refused: %s", account, exc)
-            return
-        if outcome.status is BackupStatus.REFUSED:
-            log.warning("backup of %s refused: %s", account, outcome.reason)
-            return
-        self._record_backup(account, outcome)
+        failed = self.backup_many([BackupRequest(account, jid, epoch, while_connected)])[0]
+        if failed is not None:
+            raise failed
+
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
+        outcomes = self.vault.backup_many(requests)
+        failed: list[Exception | None] = []
+        for request, outcome in zip(requests, outcomes, strict=True):
+            failed.append(None)
+            if isinstance(outcome, StaleEpochError):
+                log.warning("backup of %s refused: %s", request.account, outcome)
+            elif isinstance(outcome, Exception):
+                failed[-1] = outcome
+            elif outcome.status is BackupStatus.REFUSED:
+                log.warning("backup of %s refused: %s", request.account, outcome.reason)
+            else:
+                self._record_backup(request.account, outcome)
+        return failed
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:
         outcome = self.vault.restore(account, epoch, generation)

@@ -20,6 +20,16 @@ class BackupStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class BackupRequest:
+    """One backup of `backup_many`: the account's disk session, under lease `epoch`."""
+
+    account: str
+    jid: str | None
+    epoch: int
+    taken_while_connected: bool
+
+
+@dataclass(frozen=True)
 class BackupOutcome:
     status: BackupStatus
     generation: int | None = None

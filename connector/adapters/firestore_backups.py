@@ -36,9 +36,12 @@ from connector.adapters.firestore_cas import (
     lease_ref,
     optimistic,
     read_together,
+    verify,
 )
+from connector.adapters.firestore_halves import commit_in_halves
 from connector.errors import KeeperError
-from connector.ports import Manifest, NextCommit, StaleEpochError, check_next_manifest
+from connector.lease_record import epoch_of
+from connector.ports import Manifest, NextCommit, StaleEpochError, check_next_manifest, check_one_each
 from wa_wire.names import Collections, SubCollections
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ MAX_BATCH_BYTES = 3840 * 1024
 """Chunks per commit, capped by bytes: Firestore takes 10 MiB per request, the emulator 4 MiB."""
 GET_ALL_BATCH = 300
 """Documents per batched read."""
+NEXT_BATCH = 150
+"""Backups per `commit_next_many` commit: three writes each, within Firestore's 500."""
 
 
 class BadManifestError(KeeperError):
@@ -126,10 +131,40 @@ def summary_fields(manifest: Manifest) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class _Next:
+    """A one-chunk generation ready to commit, with the lease and account snapshots it rests on."""
+
+    manifest: Manifest
+    lease: Any
+    snap: Any
+    fields: dict[str, Any]
+    gap: bool
+
+    @property
+    def size(self) -> int:
+        return len(self.manifest.wrapped_key) + len(self.manifest.head or b"")
+
+
+def _by_bytes(staged: list[tuple[int, _Next]]) -> list[list[tuple[int, _Next]]]:
+    """Consecutive parts of at most `MAX_BATCH_BYTES` (one item over it goes alone)."""
+    parts: list[list[tuple[int, _Next]]] = []
+    size = 0
+    for item in staged:
+        if not parts or size + item[1].size > MAX_BATCH_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(item)
+        size += item[1].size
+    return parts
+
+
 class FirestoreBackupStore:
     def __init__(self, client: firestore.Client) -> None:
         self._db = client
         self.stats = IoStats()
+        self.commits = 0
+        """Batches committed or tried by `commit_next_many` (not counting backups that went alone)."""
 
     # -- references ------------------------------------------------------------------
 
@@ -183,33 +218,90 @@ class FirestoreBackupStore:
     def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> NextCommit:
         """Two round trips: read the lease and the account together, then one batch that bumps
         the reserved number, creates the manifest, points the summary at it and checks the lease."""
-        account_ref = self._account(account)
 
         def write(batch: firestore.WriteBatch) -> NextCommit:
-            lease, snap = read_together(self._db, [lease_ref(self._db, account), account_ref])
-            self._fence(batch, account, epoch, lease)
-            data = (snap.to_dict() or {}) if snap.exists else {}
-            last = data.get(RESERVED_FIELD, 0)
-            last = last if isinstance(last, int) and not isinstance(last, bool) else 0
-            generation = last + 1
-            manifest = check_next_manifest(build(generation), account, generation, epoch)
-            batch.create(self._manifest(account, generation), manifest_fields(manifest))
-            fields: dict[str, Any] = {RESERVED_FIELD: generation}
-            summary = data.get(SUMMARY_FIELD)
-            newest = summary.get("generation", 0) if isinstance(summary, dict) else 0
-            newest = newest if isinstance(newest, int) and not isinstance(newest, bool) else 0
-            if newest < generation:
-                fields[SUMMARY_FIELD] = summary_fields(manifest)
-            if snap.exists:
-                batch.update(account_ref, fields, option=guard(self._db, snap))
-            else:
-                batch.create(account_ref, fields)
-            self.stats.add(reads=1, writes=2)
-            self.stats.add(bytes_written=len(manifest.wrapped_key) + len(manifest.head or b""))
-            return NextCommit(manifest, gap=last > newest)
+            lease, snap = read_together(self._db, [lease_ref(self._db, account), self._account(account)])
+            self.stats.add(reads=2)
+            staged = self._next(account, epoch, build, lease, snap)
+            self._stage_next(batch, staged)
+            return NextCommit(staged.manifest, staged.gap)
 
         committed, _ = optimistic(self._db, write)
         return committed
+
+    def commit_next_many(
+        self, items: Sequence[tuple[str, int, Callable[[int], Manifest]]]
+    ) -> list[NextCommit | Exception]:
+        """Read every lease and account at once (per `NEXT_BATCH`), then commit the backups
+        together (firestore_halves: a conflict splits the batch; an item alone in a failing
+        one goes through `commit_next`, reading afresh)."""
+        check_one_each([account for account, _, _ in items])
+        results: list[NextCommit | Exception | None] = [None] * len(items)
+        for start in range(0, len(items), NEXT_BATCH):
+            group = list(range(start, min(start + NEXT_BATCH, len(items))))
+            refs = [
+                ref for i in group for ref in (lease_ref(self._db, items[i][0]), self._account(items[i][0]))
+            ]
+            snaps = read_together(self._db, refs)
+            self.stats.add(reads=len(refs))
+            staged: list[tuple[int, _Next]] = []
+            for k, i in enumerate(group):
+                account, epoch, build = items[i]
+                try:
+                    staged.append((i, self._next(account, epoch, build, snaps[2 * k], snaps[2 * k + 1])))
+                except Exception as exc:  # a stale epoch, a bad manifest: refused alone
+                    results[i] = exc
+
+            def stage(batch: firestore.WriteBatch, item: tuple[int, _Next]) -> bool:
+                self._stage_next(batch, item[1])
+                return True
+
+            def committed(item: tuple[int, _Next], _: list[Any]) -> None:
+                results[item[0]] = NextCommit(item[1].manifest, item[1].gap)
+
+            def alone(item: tuple[int, _Next]) -> None:
+                account, epoch, build = items[item[0]]
+                try:
+                    results[item[0]] = self.commit_next(account, epoch, build)
+                except Exception as exc:
+                    results[item[0]] = exc
+
+            for part in _by_bytes(staged):
+                self.commits += commit_in_halves(self._db, part, stage, committed, alone)
+        return [r if r is not None else KeeperError("backup not committed") for r in results]
+
+    def _next(
+        self, account: str, epoch: int, build: Callable[[int], Manifest], lease: Any, snap: Any
+    ) -> _Next:
+        """The next generation's writes on the lease and account as read (StaleEpochError when
+        the lease has a newer epoch)."""
+        current = epoch_of(account, lease.to_dict() if lease.exists else None)
+        if epoch < current:
+            raise StaleEpochError(f"{account}: lease epoch {epoch} is older than the current {current}")
+        data = (snap.to_dict() or {}) if snap.exists else {}
+        last = data.get(RESERVED_FIELD, 0)
+        last = last if isinstance(last, int) and not isinstance(last, bool) else 0
+        generation = last + 1
+        manifest = check_next_manifest(build(generation), account, generation, epoch)
+        fields: dict[str, Any] = {RESERVED_FIELD: generation}
+        summary = data.get(SUMMARY_FIELD)
+        newest = summary.get("generation", 0) if isinstance(summary, dict) else 0
+        newest = newest if isinstance(newest, int) and not isinstance(newest, bool) else 0
+        if newest < generation:
+            fields[SUMMARY_FIELD] = summary_fields(manifest)
+        return _Next(manifest, lease, snap, fields, gap=last > newest)
+
+    def _stage_next(self, batch: firestore.WriteBatch, staged: _Next) -> None:
+        """The lease check, the manifest (created: never twice), the account's number and summary."""
+        manifest = staged.manifest
+        verify(batch, self._db, staged.lease, "epoch")
+        batch.create(self._manifest(manifest.account_id, manifest.generation), manifest_fields(manifest))
+        account_ref = self._account(manifest.account_id)
+        if staged.snap.exists:
+            batch.update(account_ref, staged.fields, option=guard(self._db, staged.snap))
+        else:
+            batch.create(account_ref, staged.fields)
+        self.stats.add(writes=3, bytes_written=staged.size)
 
     def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
         batch, batch_bytes = self._db.batch(), 0

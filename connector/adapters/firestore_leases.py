@@ -29,6 +29,7 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud import firestore
 
 from connector.adapters.firestore_cas import CONFLICTS, KnownLease, LeaseVersions, optimistic
+from connector.adapters.firestore_halves import commit_in_halves
 from connector.adapters.firestore_status import status_fields
 from connector.lease_record import (
     MISSING_EPOCH,
@@ -45,7 +46,7 @@ from connector.lease_record import (
     renew_fields,
     to_micros,
 )
-from connector.ports import Shown, StatusUpdate
+from connector.ports import Shown, StatusUpdate, check_one_each
 from wa_wire.names import Collections
 
 GET_ALL_BATCH = 300
@@ -204,8 +205,7 @@ class FirestoreLeaseStore:
         cost about k·log2(n) extra commits, not n. An account alone in a failing batch, or
         whose rule writes nothing on the lease as last seen, goes through `_write` (a read)."""
         accounts = [account for account, _ in items]
-        if len(set(accounts)) != len(accounts):
-            raise LeaseError("an account appears twice in one call")
+        check_one_each(accounts, LeaseError)
         views: dict[str, LeaseView] = {}
         one_by_one: list[tuple[str, Rule]] = []
         blind: list[_Blind] = []
@@ -216,41 +216,27 @@ class FirestoreLeaseStore:
                 one_by_one.append((account, rule))
             else:
                 blind.append(_Blind(account, rule, known, fields))
-        for start in range(0, len(blind), MANY_BATCH):
-            self._commit_halving(blind[start : start + MANY_BATCH], shown, holder, views, one_by_one)
-        for account, rule in one_by_one:
-            views[account] = self._write(account, rule, shown, holder)
-        return [views[account] for account in accounts]
 
-    def _commit_halving(
-        self,
-        part: list[_Blind],
-        shown: Shown | None,
-        holder: str,
-        views: dict[str, LeaseView],
-        one_by_one: list[tuple[str, Rule]],
-    ) -> None:
-        batch = self._db.batch()
-        lease_writes: list[int] = []
-        for w in part:
-            lease_writes.append(len(batch))
+        def stage(batch: firestore.WriteBatch, w: _Blind) -> bool:
             self._stage(
                 batch, w.account, w.fields, w.known, _showing(shown, holder, w.known.record, w.fields)
             )
-        try:
-            self.commits += 1
-            results = batch.commit()
-        except CONFLICTS:
-            if len(part) == 1:
-                self.versions.forget(part[0].account)
-                one_by_one.append((part[0].account, part[0].rule))
-                return
-            half = len(part) // 2
-            self._commit_halving(part[:half], shown, holder, views, one_by_one)
-            self._commit_halving(part[half:], shown, holder, views, one_by_one)
-            return
-        for w, at in zip(part, lease_writes, strict=True):
-            views[w.account] = self._written(w.account, w.known.record, w.fields, results[at])
+            return True
+
+        def committed(w: _Blind, results: list[Any]) -> None:  # the lease write comes first
+            views[w.account] = self._written(w.account, w.known.record, w.fields, results[0])
+
+        def alone(w: _Blind) -> None:
+            self.versions.forget(w.account)
+            one_by_one.append((w.account, w.rule))
+
+        for start in range(0, len(blind), MANY_BATCH):
+            self.commits += commit_in_halves(
+                self._db, blind[start : start + MANY_BATCH], stage, committed, alone
+            )
+        for account, rule in one_by_one:
+            views[account] = self._write(account, rule, shown, holder)
+        return [views[account] for account in accounts]
 
     def learn(self, views: Sequence[LeaseView]) -> None:
         for view in views:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from connector.errors import KeeperError
-from connector.ports import Manifest, NextCommit, StaleEpochError, check_next_manifest
+from connector.ports import Manifest, NextCommit, StaleEpochError, check_next_manifest, check_one_each
 
 
 class MemoryBackupStore:
@@ -73,6 +73,18 @@ class MemoryBackupStore:
             self._manifests[(account, generation)] = manifest
             self._set_summary(manifest)
             return NextCommit(manifest, gap=reserved > newest)
+
+    def commit_next_many(
+        self, items: Sequence[tuple[str, int, Callable[[int], Manifest]]]
+    ) -> list[NextCommit | Exception]:
+        check_one_each([account for account, _, _ in items])
+        results: list[NextCommit | Exception] = []
+        for account, epoch, build in items:
+            try:
+                results.append(self.commit_next(account, epoch, build))
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
         with self._lock:

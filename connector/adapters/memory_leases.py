@@ -27,7 +27,7 @@ from connector.lease_record import (
     renew_fields,
     to_micros,
 )
-from connector.ports import Shown, StatusUpdate
+from connector.ports import Shown, StatusUpdate, check_one_each
 
 Rule = Callable[[LeaseRecord | None], Mapping[str, Any] | None]
 
@@ -36,8 +36,7 @@ def _check_once(accounts: list[str]) -> None:
     """A `*_many` call checks every id before it writes anything, as the Firestore store does."""
     for account in accounts:
         check_id("account", account)
-    if len(set(accounts)) != len(accounts):
-        raise LeaseError("an account appears twice in one call")
+    check_one_each(accounts, LeaseError)
 
 
 class MemoryLeaseStore:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from connector.ports import StaleEpochError, StatusUpdate
+from connector.ports import StaleEpochError, StatusUpdate, check_one_each
 from wa_wire import AccountStatus
 
 
@@ -20,8 +20,7 @@ class MemoryStatusWriter:
 
     def write_many_sync(self, items: Sequence[tuple[str, StatusUpdate]]) -> list[Exception | None]:
         accounts = [account for account, _ in items]
-        if len(set(accounts)) != len(accounts):
-            raise ValueError("an account appears twice in one batch of statuses")
+        check_one_each(accounts, ValueError)
         results: list[Exception | None] = []
         for account, update in items:
             try:

@@ -319,6 +319,71 @@ def test_firestore_commit_next_builds_again_after_a_concurrent_write(
     assert [m.generation for m in store.manifests("acct-a")] == [1]
 
 
+def many(*accounts: str, epoch: int = 1) -> list[tuple[str, int, Callable[[int], Manifest]]]:
+    return [(a, epoch, lambda g, a=a: one_chunk(g, epoch=epoch, account=a)) for a in accounts]  # type: ignore[misc]
+
+
+def test_commit_next_many_commits_each_account_as_commit_next_would(rig: Rig) -> None:
+    rig.store.commit_next("acct-b", 1, lambda g: one_chunk(g, account="acct-b"))
+    assert rig.store.reserve_generation("acct-c", 1) == 1  # a chunked writer that died
+    results = rig.store.commit_next_many(many("acct-a", "acct-b", "acct-c"))
+    assert [(r.manifest.generation, r.gap) for r in results if not isinstance(r, Exception)] == [
+        (1, False),
+        (2, False),
+        (2, True),
+    ]
+    for account, generation in (("acct-a", 1), ("acct-b", 2), ("acct-c", 2)):
+        stored = rig.store.manifest(account, generation)
+        assert stored is not None and stored.head == b"chunk %d" % generation
+        assert (rig.summary(account) or {})["generation"] == generation
+    assert rig.store.commit_next_many([]) == []
+
+
+def test_commit_next_many_refuses_a_stale_account_alone(rig: Rig) -> None:
+    rig.set_lease_epoch("acct-b", 5)
+    bad = ("acct-c", 1, lambda g: one_chunk(g + 1, account="acct-c"))
+    results = rig.store.commit_next_many([*many("acct-a", "acct-b"), bad, *many("acct-d")])
+    assert [type(r).__name__ for r in results] == [
+        "NextCommit",
+        "StaleEpochError",
+        "KeeperError",
+        "NextCommit",
+    ]
+    assert rig.store.manifests("acct-b") == [] and rig.store.manifests("acct-c") == []
+    assert [m.generation for m in rig.store.manifests("acct-d")] == [1]
+    with pytest.raises(KeeperError, match="twice"):
+        rig.store.commit_next_many(many("acct-a", "acct-a"))
+
+
+def test_firestore_commit_next_many_splits_around_a_concurrent_write(
+    clean_firestore: firestore.Client,
+) -> None:
+    """Accounts read together, one of them written between the read and the commit: the
+    batch fails whole, its halves go again, and that account alone reads afresh."""
+    store = FirestoreBackupStore(clean_firestore)
+    accounts = [f"acct-{i}" for i in range(8)]
+    asked: dict[str, list[int]] = {a: [] for a in accounts}
+
+    def builder(account: str) -> Callable[[int], Manifest]:
+        def build(generation: int) -> Manifest:
+            asked[account].append(generation)
+            if account == "acct-5" and len(asked[account]) == 1:
+                clean_firestore.collection(Collections.ACCOUNTS).document(account).set({"status": "x"})
+            return one_chunk(generation, account=account)
+
+        return build
+
+    reads = store.stats.reads
+    results = store.commit_next_many([(a, 1, builder(a)) for a in accounts])
+    assert all(not isinstance(r, Exception) and r.manifest.generation == 1 for r in results)
+    assert asked["acct-5"] == [1, 1] and all(asked[a] == [1] for a in accounts if a != "acct-5")
+    assert store.stats.reads - reads == 2 * len(accounts) + 2, "one read of all, then acct-5 alone"
+    assert store.commits == 1 + 2 + 2 + 2, "all, then halves down to acct-5 (log2 8 levels)"
+    for account in accounts:
+        assert [m.generation for m in store.manifests(account)] == [1]
+    assert store.commit_next_many([(a, 1, builder(a)) for a in accounts]) and store.commits == 8
+
+
 def test_full_size_chunks_round_trip(rig: Rig) -> None:
     """12 chunks of 900 KiB: more than one Firestore request's worth (10 MiB)."""
     chunks = [os.urandom(MAX_CHUNK_BYTES) for _ in range(12)]

@@ -144,7 +144,7 @@ async def test_firestore_statuses_queued_together_go_out_in_one_commit(
         *(writer.write(x, update(AccountStatus.CONNECTED)) for x in "abc"),
         writer.write("a", update(AccountStatus.RECONNECTING, reason="later")),  # after a's first
     )
-    assert writer.commits == 1  # a, b, c together; then a's second status, alone (no batch)
+    assert writer.commits == 2  # a, b, c together; then a's second status, in a commit of its own
     docs = {
         x: clean_firestore.collection(Collections.ACCOUNTS).document(x).get().to_dict() or {} for x in "abc"
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from connector import account as a
@@ -18,6 +18,7 @@ from connector.clock import SystemClock
 from connector.ports import MemoryEventSink
 from connector.sessions import whatsmeow
 from connector.supervisor import Supervisor, SupervisorConfig, Workers, backoff_delay
+from connector.vault_decisions import BackupRequest
 from connector.worker_pool import ProcessPerAccount
 from wa_wire import EventType
 
@@ -36,6 +37,9 @@ class DiskOnlyVault:
         return a.EnsureDone(jid=JID)
 
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
+        raise AssertionError("a session that never connected is never backed up")
+
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
         raise AssertionError("a session that never connected is never backed up")
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:

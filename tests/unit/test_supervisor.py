@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from connector.account_machine import BEGIN_REASON
 from connector.clock import SystemClock
 from connector.ports import MemoryEventSink, Shown, StatusUpdate
 from connector.supervisor import Supervisor, SupervisorConfig, backoff_delay
+from connector.vault_decisions import BackupRequest
 from connector.workers import protocol as wp
 from wa_wire import AccountStatus, CommandAction, EventType, LifecycleEvent
 
@@ -25,6 +26,7 @@ JID = "15550001111:7@s.whatsapp.net"
 class FakeVault:
     def __init__(self) -> None:
         self.backups: list[tuple[str, bool]] = []
+        self.final_groups: list[list[str]] = []  # the accounts of each `backup_many`
         self.ensure_failures = 0
         self.problem: str | None = None
         self.calls: list[str] = []
@@ -57,6 +59,17 @@ class FakeVault:
         self.backup_started.set()
         self.backup_gate.wait(30)
         self.backups.append((account, while_connected))
+
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
+        self.final_groups.append([r.account for r in requests])
+        failed: list[Exception | None] = []
+        for r in requests:
+            try:
+                self.backup(r.account, r.jid or "", r.epoch, r.taken_while_connected)
+                failed.append(None)
+            except Exception as exc:
+                failed.append(exc)
+        return failed
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:
         return a.OperationDone(ok=True, message="restored", jid=JID, generation=generation or 3)
@@ -328,6 +341,27 @@ async def test_release_takes_a_final_backup_and_stops_the_worker(rig: Rig) -> No
     assert not rig.w.alive("acct")
     assert rig.sup.held() == []
     assert rig.status.last() is AccountStatus.UNATTENDED, "released: nobody drives it until the next holder"
+
+
+async def test_final_backups_asked_for_while_one_runs_go_together(tmp_path: Path) -> None:
+    """A shutdown releases every account at once: the final backups that queue behind the
+    group in flight go to the vault in one call (one commit for the one-chunk uploads)."""
+    rig = Rig(tmp_path, replace(FAST, final_backup_groups_at_once=1))
+    accounts = [f"acct-{i}" for i in range(6)]
+    for account in accounts:
+        rig.sup.hold(account, epoch=1)
+    await until(lambda: all(rig.sup.views[x].state.phase is a.Phase.CONNECTED for x in accounts))
+    rig.vault.final_groups.clear()
+    rig.vault.backup_gate.clear()  # the first final backup hangs: the rest queue behind it
+    rig.vault.backup_started.clear()
+    first = asyncio.create_task(rig.sup.release(accounts[0], within_s=30))
+    await asyncio.to_thread(rig.vault.backup_started.wait, 30)
+    rest = [asyncio.create_task(rig.sup.release(x, within_s=30)) for x in accounts[1:]]
+    await until(lambda: rig.sup._final_backups.pending() == 5)
+    rig.vault.backup_gate.set()
+    assert all(await asyncio.gather(first, *rest))
+    assert rig.vault.final_groups == [accounts[:1], accounts[1:]]
+    assert sorted(rig.vault.backups[-6:]) == [(x, True) for x in accounts]
 
 
 async def test_a_release_is_clean_only_once_a_backup_still_running_is_done(rig: Rig) -> None:

@@ -18,7 +18,14 @@ from connector.backup_crypto import Keyring
 from connector.errors import KeeperError
 from connector.ports import Manifest, NextCommit
 from connector.sessions.whatsmeow import delete_device
-from connector.vault import BackupStatus, EnsureAction, SessionVault, WipeNotConfirmedError
+from connector.vault import (
+    BackupOutcome,
+    BackupRequest,
+    BackupStatus,
+    EnsureAction,
+    SessionVault,
+    WipeNotConfirmedError,
+)
 from tests.vault_support import (
     CONNECTOR,
     JID,
@@ -302,6 +309,53 @@ def test_a_one_chunk_session_is_one_store_write_and_orphans_are_looked_for_after
     assert store.orphan_generations(A) == []
     restored = store.manifest(A, 4)
     assert restored is not None and restored.chunk_count == 1 and restored.head is not None
+
+
+class ManyCountingStore(CountingStore):
+    def commit_next_many(
+        self, items: Sequence[tuple[str, int, Callable[[int], Manifest]]]
+    ) -> list[NextCommit | Exception]:
+        self.calls.append("commit_next_many " + ",".join(account for account, _, _ in items))
+        return super().commit_next_many(items)
+
+
+def test_backups_of_many_accounts_commit_their_one_chunk_uploads_together(root: Path, tmpl: Path) -> None:
+    """A handoff's final backups: every outcome as `backup` would give it, the one-chunk
+    uploads in one store call."""
+    for account in ("a-same", "a-new", "a-changed", "a-big", "a-stale"):
+        make_session(tmpl, root / account / "session.db", rows=20)
+    add_rows(root / "a-big" / "session.db", JID, 1200, prefix="big")
+    store = ManyCountingStore()
+    vault, events = make_vault(root, store)
+    for account in ("a-same", "a-changed"):
+        vault.backup(account, JID, 1, True)
+    change_one_row(root / "a-changed" / "session.db")
+    store.set_lease_epoch("a-stale", 2)
+    store.calls.clear()
+    events.events.clear()
+    accounts = ["a-same", "a-new", "a-changed", "a-big", "a-stale", "a-missing"]
+    outcomes = vault.backup_many([BackupRequest(account, JID, 1, True) for account in accounts])
+    assert [o.status.value if isinstance(o, BackupOutcome) else o for o in outcomes] == [
+        "unchanged",
+        "written",
+        "written",
+        "written",
+        "refused",
+        "refused",
+    ]
+    assert [o.generation for o in outcomes if isinstance(o, BackupOutcome)][:4] == [1, 1, 2, 1]
+    assert isinstance(outcomes[4], BackupOutcome) and "stale lease epoch" in outcomes[4].reason
+    assert isinstance(outcomes[5], BackupOutcome) and "missing" in outcomes[5].reason
+    assert [c for c in store.calls if c.startswith("commit")] == [
+        "commit_next_many a-new,a-changed,a-stale",
+        "commit_next",
+        "commit_next",
+        "commit_next",  # the memory store's, one by one; Firestore's commits them together
+        "commit",  # a-big: its chunks first, then the manifest
+    ]
+    assert sorted(e.account_id for e in events.events) == ["a-big", "a-changed", "a-new"]
+    with pytest.raises(KeeperError, match="twice"):
+        vault.backup_many([BackupRequest("a-new", JID, 1, True)] * 2)
 
 
 def test_a_session_bigger_than_a_chunk_writes_its_chunks_before_the_manifest(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from connector.adapters.memory_status import MemoryStatusWriter
 from connector.clock import SystemClock
 from connector.ports import MemoryEventSink
 from connector.supervisor import Supervisor, SupervisorConfig, Workers
+from connector.vault_decisions import BackupRequest
 from connector.worker_pool import ProcessPerAccount, SharedProcess
 
 FAKE_WORKER = Path(__file__).parents[1] / "data" / "fake_worker.py"
@@ -30,6 +31,9 @@ class SessionOnDisk:
 
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
         return None
+
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
+        return [None] * len(requests)
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:
         return a.OperationDone(ok=False, message="not in this test")
