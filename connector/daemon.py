@@ -147,16 +147,22 @@ class Daemon:
         self._spawn(self.supervisor.extend_hold(account, until_mono))
 
     def _event(self, kind: EventType, account: str, epoch: int, detail: str = "") -> None:
-        self.outbox.emit(
-            LifecycleEvent.new(
-                kind,
-                account_id=account,
-                connector_id=self.config.connector_id,
-                lease_epoch=epoch,
-                at=self.clock.now(),
-                detail=detail,
-            )
+        """Stored off the loop with the other events of the moment (`Outbox.put`)."""
+        event = LifecycleEvent.new(
+            kind,
+            account_id=account,
+            connector_id=self.config.connector_id,
+            lease_epoch=epoch,
+            at=self.clock.now(),
+            detail=detail,
         )
+        self._spawn(self._put(event))
+
+    async def _put(self, event: LifecycleEvent) -> None:
+        try:
+            await self.outbox.put(event)
+        except Exception as exc:
+            log.error("event %s of %s not stored: %s", event.type.value, event.account_id, exc)
 
     def deliver_command(
         self, account: str, command_id: str, action: CommandAction, generation: int | None

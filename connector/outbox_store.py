@@ -107,33 +107,52 @@ class OutboxStore:
 
     def add(self, message: EventMessage, event_type: str, enqueued_at: float) -> bool:
         """Store one event; False if its event_id is already queued (a repeat emit)."""
+        result = self.add_many([(message, event_type, enqueued_at)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def add_many(self, items: Sequence[tuple[EventMessage, str, float]]) -> list[bool | OutboxError]:
+        """Store events in one transaction (one fsync); per event as `add` answers, or the
+        OutboxError that refused it (the outbox full: the rest are refused alone)."""
         with self._lock:
             if self._closed:
-                raise OutboxClosedError(
-                    f"the outbox {self.path} is closed; event {message.event_id} not stored"
-                )
-            if self.depth >= self.max_events:
-                raise OutboxFullError(
-                    f"the outbox is full ({self.max_events} events wait for Pub/Sub); "
-                    f"event {message.event_id} of {message.ordering_key} not stored"
-                )
+                raise OutboxClosedError(f"the outbox {self.path} is closed; {len(items)} event(s) not stored")
+            results: list[bool | OutboxError] = []
+            depth = self.depth
             try:
-                cursor = self._db.execute(
-                    "INSERT OR IGNORE INTO events (event_id, account_id, event_type, data, attributes,"
-                    " enqueued_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        message.event_id,
-                        message.ordering_key,
-                        event_type,
-                        message.data,
-                        json.dumps(dict(message.attributes), sort_keys=True),
-                        enqueued_at,
-                    ),
-                )
+                self._db.execute("BEGIN IMMEDIATE")
+                for message, event_type, enqueued_at in items:
+                    if depth >= self.max_events:
+                        results.append(
+                            OutboxFullError(
+                                f"the outbox is full ({self.max_events} events wait for Pub/Sub); "
+                                f"event {message.event_id} of {message.ordering_key} not stored"
+                            )
+                        )
+                        continue
+                    cursor = self._db.execute(
+                        "INSERT OR IGNORE INTO events (event_id, account_id, event_type, data, attributes,"
+                        " enqueued_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            message.event_id,
+                            message.ordering_key,
+                            event_type,
+                            message.data,
+                            json.dumps(dict(message.attributes), sort_keys=True),
+                            enqueued_at,
+                        ),
+                    )
+                    depth += cursor.rowcount
+                    results.append(cursor.rowcount == 1)
+                self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise OutboxError(f"cannot store event {message.event_id} in {self.path}: {exc}") from exc
-            self.depth += cursor.rowcount
-            return cursor.rowcount == 1
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                ids = ", ".join(message.event_id for message, _, _ in items[:3])
+                raise OutboxError(f"cannot store event(s) {ids} in {self.path}: {exc}") from exc
+            self.depth = depth
+            return results
 
     def oldest(self, limit: int, exclude: Collection[str] = ()) -> list[StoredEvent]:
         """Up to `limit` rows in send order, skipping the accounts in `exclude`."""

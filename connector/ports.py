@@ -28,6 +28,10 @@ class EventSink(Protocol):
 
     def emit(self, event: LifecycleEvent) -> None: ...
 
+    async def put(self, event: LifecycleEvent) -> None:
+        """`emit` from the event loop, without holding it up for the local write."""
+        ...
+
 
 class MemoryEventSink:
     """Collects events in a list (tests, and commands that run without a daemon)."""
@@ -37,6 +41,9 @@ class MemoryEventSink:
 
     def emit(self, event: LifecycleEvent) -> None:
         self.events.append(event)
+
+    async def put(self, event: LifecycleEvent) -> None:
+        self.emit(event)
 
 
 @dataclass(frozen=True)

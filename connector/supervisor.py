@@ -383,7 +383,7 @@ class Supervisor:
                 wiped = await asyncio.to_thread(self.vault.wipe, account, state.epoch)
                 self.deliver(account, wiped)
             case a.Emit():
-                view.emitted[action.type] = self._emit(state, action)
+                view.emitted[action.type] = await self._emit(state, action)
             case a.Reannounce(type=kind):
                 self._reannounce(view, kind)
             case a.SetStatus():
@@ -417,11 +417,11 @@ class Supervisor:
             )
             self.events.emit(event)
 
-    def _emit(self, state: a.AccountState, emit: a.Emit) -> LifecycleEvent:
+    async def _emit(self, state: a.AccountState, emit: a.Emit) -> LifecycleEvent:
         code = "" if emit.reason_code is None else f" ({emit.reason_code})"
         log.info("account %s: event %s%s at epoch %d", state.account_id, emit.type.value, code, state.epoch)
         event = self._event(state, emit)
-        self.events.emit(event)
+        await self.events.put(event)
         return event
 
     async def _set_status(self, view: AccountView, action: a.SetStatus) -> None:

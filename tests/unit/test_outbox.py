@@ -207,6 +207,41 @@ async def test_a_full_outbox_refuses_with_an_error_and_keeps_what_it_has(
     assert ids(publisher)[-1] == later.event_id
 
 
+async def test_events_put_while_one_is_stored_share_one_transaction_in_order(
+    make_outbox: Callable[..., Outbox], publisher: MemoryPublisher
+) -> None:
+    box = make_outbox()
+    events = [event(f"acct-{i % 3}") for i in range(6)]
+    await asyncio.gather(*(box.put(evt) for evt in events))
+    assert box.depth() == 6 and box._puts.runs == 1, "put at once: one transaction"
+    await box.put(events[0])  # a repeat: stored once
+    assert await box.flush(10)
+    assert ids(publisher) == [e.event_id for e in events]
+
+
+async def test_put_into_a_full_outbox_refuses_only_what_does_not_fit(
+    make_outbox: Callable[..., Outbox], publisher: MemoryPublisher
+) -> None:
+    metrics = ConnectorMetrics()
+    box = make_outbox(max_events=3, metrics=metrics)
+    box.emit(first := event("acct-a"))
+    events = [event("acct-b") for _ in range(4)]
+    results = await asyncio.gather(*(box.put(evt) for evt in events), return_exceptions=True)
+    assert [type(r).__name__ for r in results] == [
+        "NoneType",
+        "NoneType",
+        "OutboxFullError",
+        "OutboxFullError",
+    ]
+    assert box.depth() == 3
+    assert metrics.registry.get_sample_value("wa_keeper_outbox_rejected_total") == 2.0
+    assert await box.flush(10)
+    assert ids(publisher) == [first.event_id, events[0].event_id, events[1].event_id]
+    box.close()
+    with pytest.raises(OutboxClosedError, match="closed"):
+        await box.put(event("acct-a"))
+
+
 async def test_emit_after_close_is_an_error(make_outbox: Callable[..., Outbox]) -> None:
     box = make_outbox()
     box.close()
