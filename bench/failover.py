@@ -131,6 +131,22 @@ In the timing-line runs the last accounts now wait on start slots (up to 0.8 s: 
 at once, each 0.05-0.3 s on a saturated machine) and, with many final backups, on the old
 host (two round trips per backup, 32 at once). sys.setswitchinterval(0.001) was tried and
 made it worse (4.16 s with 45, 4.94 s with 79). Not met here: back within 3 s at 200.
+
+Session 7, same machine and method. Final backups go out in groups (one batched read and
+one commit for the one-chunk backups of up to 50 accounts, four groups at once), and the
+event loop's events are stored off it, grouped. Session 6's final code (3bac937) and this
+code (17f1e3b) alternated, then 3 more runs of this code; (n) = final backups needed:
+  3bac937: exit 2.50 / back p50 2.86 / max 3.89 s (62); exit 2.96 / p50 3.66 / max 4.81 s (84);
+           exit 2.49 / p50 3.14 / max 4.23 s (35)
+  17f1e3b: exit 2.44 / back p50 3.75 / max 4.74 s (56); exit 2.82 / p50 2.27 / max 3.77 s (65);
+           exit 2.23 / p50 2.75 / max 3.77 s (56); then exit 2.33 / p50 2.65 / max 3.52 s (73),
+           exit 3.28 / p50 3.40 / max 4.54 s (84), exit 2.32 / p50 3.30 / max 4.15 s (68)
+  final backups written by (max): 3bac937 1.45-2.44 s, 17f1e3b 1.23-2.13 s
+  kill -9: p50 12.5-13.5 / max 15.1-15.8 s. Double connections: none.
+The run-to-run spread (3.5-4.8 s) is wider than the difference between the two. With timing
+lines: under load a session snapshot takes 10-20 ms (2 ms on a quiet machine), a restore
+0.2-0.5 s; accounts still wait up to ~1 s for a start slot, and 0.3-1.2 s pass between a
+release and the acquisition. Not met here: back within 3 s at 200.
 """
 
 from __future__ import annotations
