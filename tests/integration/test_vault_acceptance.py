@@ -186,14 +186,24 @@ def test_losing_the_lease_before_the_manifest_leaves_no_generation(
 
 
 class TakenOverWhileSealing(FirestoreBackupStore):
-    """Another connector takes the lease between the read and the commit of a one-chunk backup."""
+    """Another connector takes the lease between the read and the commit of a one-chunk backup
+    (the vault commits those through `commit_next_many`; its conflict goes to `commit_next`)."""
 
     def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> NextCommit:
+        return super().commit_next(account, epoch, self._taken_over(account, build))
+
+    def commit_next_many(
+        self, items: Sequence[tuple[str, int, Callable[[int], Manifest]]]
+    ) -> list[NextCommit | Exception]:
+        self.batched = [account for account, _, _ in items]
+        return super().commit_next_many([(a, e, self._taken_over(a, build)) for a, e, build in items])
+
+    def _taken_over(self, account: str, build: Callable[[int], Manifest]) -> Callable[[int], Manifest]:
         def taken_over(generation: int) -> Manifest:
             set_lease_epoch(self._db, account, 2)
             return build(generation)
 
-        return super().commit_next(account, epoch, taken_over)
+        return taken_over
 
 
 def test_losing_the_lease_during_a_one_chunk_backup_leaves_no_generation(
@@ -203,6 +213,7 @@ def test_losing_the_lease_during_a_one_chunk_backup_leaves_no_generation(
     vault, events = make_vault(root, store)
     outcome = vault.backup(A, JID, 1, True)
     assert outcome.status is BackupStatus.REFUSED and "older than the current 2" in outcome.reason
+    assert store.batched == [A], "through the batched commit"
     assert store.manifests(A) == [] and events.events == []
     account = clean_firestore.document(f"{Collections.ACCOUNTS}/{A}").get().to_dict() or {}
     assert "backup" not in account and "backup_reserved_generation" not in account
