@@ -46,7 +46,7 @@ from connector.backup_crypto import (
 )
 from connector.clock import Clock
 from connector.errors import KeeperError
-from connector.ports import BackupStore, EventSink, Manifest, StaleEpochError, check_one_each
+from connector.ports import BackupStore, EventSink, Manifest, NextCommit, StaleEpochError, check_one_each
 from connector.vault_decisions import (
     BackupOutcome,
     BackupRequest,
@@ -209,12 +209,16 @@ class SessionVault:
                 else:
                     uploads.append((i, checked, compress(checked.data)))
             one_chunk = [(i, snap, data) for i, snap, data in uploads if chunk_count(data) == 1]
-            committed = self.store.commit_next_many(
-                [
-                    (requests[i].account, requests[i].epoch, self._builder(requests[i], snap, data))
-                    for i, snap, data in one_chunk
-                ]
-            )
+            committed: list[NextCommit | Exception]
+            try:
+                committed = self.store.commit_next_many(
+                    [
+                        (requests[i].account, requests[i].epoch, self._builder(requests[i], snap, data))
+                        for i, snap, data in one_chunk
+                    ]
+                )
+            except Exception as exc:  # Firestore unreachable, say: those uploads failed, not the others
+                committed = [exc] * len(one_chunk)
             for (i, snap, _), c in zip(one_chunk, committed, strict=True):
                 result = c if isinstance(c, Exception) else (c.manifest, len(c.manifest.head or b""), c.gap)
                 outcomes[i] = self._uploaded(requests[i], snap, result)

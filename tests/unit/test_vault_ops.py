@@ -358,6 +358,31 @@ def test_backups_of_many_accounts_commit_their_one_chunk_uploads_together(root: 
         vault.backup_many([BackupRequest("a-new", JID, 1, True)] * 2)
 
 
+class BatchedCommitFails(MemoryBackupStore):
+    fail = False
+
+    def commit_next_many(
+        self, items: Sequence[tuple[str, int, Callable[[int], Manifest]]]
+    ) -> list[NextCommit | Exception]:
+        if self.fail and items:
+            raise OSError("firestore unreachable")
+        return super().commit_next_many(items)
+
+
+def test_a_failed_batched_commit_fails_only_the_uploads_it_carried(root: Path, tmpl: Path) -> None:
+    for account in ("a-same", "a-new"):
+        make_session(tmpl, root / account / "session.db", rows=20)
+    store = BatchedCommitFails()
+    vault, _ = make_vault(root, store)
+    vault.backup("a-same", JID, 1, True)
+    store.fail = True
+    same, new = vault.backup_many([BackupRequest(a, JID, 1, True) for a in ("a-same", "a-new")])
+    assert isinstance(same, BackupOutcome) and same.status is BackupStatus.UNCHANGED
+    assert isinstance(new, OSError) and vault.generations("a-new") == []
+    store.fail = False
+    assert vault.backup("a-new", JID, 1, True).generation == 1, "nothing half-written in the way"
+
+
 def test_a_session_bigger_than_a_chunk_writes_its_chunks_before_the_manifest(
     root: Path, session: Path
 ) -> None:
