@@ -93,6 +93,8 @@ class LeaseElector:
         self._renew_slots = asyncio.Semaphore(max_in_flight)
         self._wake = asyncio.Event()
         self._look: set[str] = set()
+        self._reads: set[asyncio.Task[None]] = set()  # the lease reads out now
+        self._overtaken: dict[str, asyncio.Task[None]] = {}  # a read out, and a clean hint after it
         self._releases: Grouped[str, tuple[int, Shown | None], LeaseView | None] = Grouped(
             self._release_group, BATCH
         )
@@ -118,17 +120,27 @@ class LeaseElector:
     def learn(self, views: Iterable[LeaseView]) -> None:
         """Leases as the connector that just released them wrote them (a handoff hint): taken as
         read, so a free one is acquired at the next step without reading it first. Only for
-        wanted accounts we neither hold nor have a call out for; the others are `look`ed at."""
+        wanted accounts we neither hold nor have an acquisition, renewal or release out for;
+        the others are `look`ed at.
+
+        A poll's read out for the account does not hold the hint up: that read may have been
+        served before the release, so its answer for the account is dropped (the hint is at
+        least as new), and the account is taken at the next step without waiting for it.
+        """
         taken: list[LeaseView] = []
         others: list[LeaseView] = []
         for view in views:
             account = view.account
-            wanted = account in self._claims and account not in self._in_flight
+            call = self._in_flight.get(account)
+            wanted = account in self._claims and (call is None or call in self._reads)
             (taken if wanted and self._local.get(account, Local()).held_epoch is None else others).append(
                 view
             )
         self.store.learn(taken)
         for view in taken:
+            read = self._in_flight.get(view.account)
+            if read is not None:
+                self._overtaken[view.account] = read
             self._observe(view.account, view)
         self.look(view.account for view in others)
 
@@ -190,7 +202,7 @@ class LeaseElector:
         for account in sorted(set(self._claims) | set(self.held()) | set(self._in_flight)):
             local = self._local.get(account, Local())
             decision = decide(local, self.holder, self._claims.get(account), self.config, now)
-            if account in self._in_flight:  # only the safety check while a call is out
+            if self._busy(account):  # only the safety check while a call is out
                 if decision.action is Action.DEADLINE_MISSED:
                     self._drop(account, Action.DEADLINE_MISSED)
                 continue
@@ -213,7 +225,7 @@ class LeaseElector:
             elif account not in reads and account not in acquires and account not in self.held():
                 reads.append(account)  # (one being taken needs no read: it could answer after)
         if reads:
-            self._spawn(reads, self._read(reads))
+            self._reads.add(self._spawn(reads, self._read(reads)))
         for start in range(0, len(acquires), BATCH):
             chunk = acquires[start : start + BATCH]
             self._spawn(chunk, self._acquire(chunk))
@@ -236,18 +248,27 @@ class LeaseElector:
 
     # ---- acting
 
-    def _spawn(self, accounts: list[str], call: Coroutine[Any, Any, None]) -> None:
+    def _busy(self, account: str) -> bool:
+        """A call is out for the account, other than a read a clean hint overtook."""
+        call = self._in_flight.get(account)
+        return call is not None and self._overtaken.get(account) is not call
+
+    def _spawn(self, accounts: list[str], call: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(call)
         for account in accounts:
             self._in_flight[account] = task
 
         def done(_: asyncio.Task[None]) -> None:
+            self._reads.discard(task)
             for account in accounts:
                 if self._in_flight.get(account) is task:
                     del self._in_flight[account]
+                if self._overtaken.get(account) is task:
+                    del self._overtaken[account]
             self._wake.set()
 
         task.add_done_callback(done)
+        return task
 
     async def _settle(self, account: str) -> None:
         task = self._in_flight.get(account)
@@ -319,9 +340,12 @@ class LeaseElector:
             except Exception as exc:
                 log.warning("reading %d leases failed: %s", len(accounts), exc)
                 for account in accounts:
-                    self._local[account] = replace(self._local.get(account, Local()), failed_mono=sent)
+                    if self._overtaken.get(account) is not asyncio.current_task():
+                        self._local[account] = replace(self._local.get(account, Local()), failed_mono=sent)
                 return
         for view in views:
+            if self._overtaken.get(view.account) is asyncio.current_task():
+                continue  # a clean hint came after this read was sent: the hint stands
             self._observe(view.account, view)
 
     def _observe(

@@ -538,3 +538,67 @@ async def test_closing_the_elector_answers_every_queued_release(
     await a.elector.close()
     assert await asyncio.gather(*releasing) == [None, None]
     assert (await store.get("a")).holder() == "conn-a"  # left to expire after its TTL
+
+
+async def test_a_clean_hint_overtakes_a_poll_read_still_out(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    """b's poll read went out before a released the lease, and answers late ("held by a").
+    A clean hint for it is not held up by that read: b takes the lease at once, and the
+    read's late answer changes nothing (no loss, no second acquisition)."""
+    a, b = Host("conn-a", store, clock), Host("conn-b", store, clock)
+    a.elector.set_claims({"acct": 0.0, "other": 0.0})
+    await run(clock, [a], 1.0)
+    answer = asyncio.Event()
+    b.path = SlowAnswers(store, answer)
+    b.elector.store = b.path
+    b.elector.set_claims({"acct": 0.0, "other": 0.0})
+    b.elector.step()  # the poll reads both leases (a's); the answer is slow
+    for _ in range(3):
+        await asyncio.sleep(0)
+    released = await a.elector.release("acct")
+    assert released is not None
+    b.elector.learn([released])  # the clean hint, while the read is out
+    b.elector.step()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert b.elector.held() == {"acct": 2}  # taken before the read answered
+    answer.set()
+    await b.elector.drain()
+    await b.step()
+    assert b.elector.held() == {"acct": 2}
+    assert b.heard.events == [("acquired", "acct", 2)]
+    assert b.elector.known()["other"].view.holder() == "conn-a"  # type: ignore[union-attr]
+    assert b.path.calls == [
+        ("get_many", ("acct", "other")),
+        ("learn", ("acct",)),
+        ("try_acquire_many", ("acct",)),
+    ]
+
+
+async def test_a_failed_poll_read_does_not_delay_a_hint_that_overtook_it(
+    clock: FakeClock, store: MemoryLeaseStore
+) -> None:
+    a, b = Host("conn-a", store, clock), Host("conn-b", store, clock)
+    a.elector.set_claims({"acct": 0.0})
+    await run(clock, [a], 1.0)
+    failing = asyncio.Event()
+
+    class FailingLate(FlakyStore):
+        async def get_many(self, accounts: Sequence[str]) -> list[LeaseView]:
+            self.calls.append(("get_many", tuple(accounts)))
+            await failing.wait()
+            raise ConnectionError("the read timed out")
+
+    b.path = FailingLate(store)
+    b.elector.store = b.path
+    b.elector.set_claims({"acct": 0.0})
+    b.elector.step()
+    await asyncio.sleep(0)
+    released = await a.elector.release("acct")
+    assert released is not None
+    b.elector.learn([released])
+    failing.set()  # the read fails before b's next step: the hint still stands, no retry pause
+    await b.elector.drain()
+    await b.step()
+    assert b.elector.held() == {"acct": 2}
