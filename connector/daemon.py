@@ -8,9 +8,10 @@
 - health: the supervisor's health pass, the volume marker, metrics;
 - events: the outbox drains to Pub/Sub; HTTP serves health, metrics, status.
 
-Shutdown (SIGTERM): heartbeat removed (the others become the preferred holders),
-final backups, status `unattended`, leases released (a standby takes over at
-once), outbox flushed; a second SIGTERM or the bound kills the workers.
+Shutdown (SIGTERM): heartbeat removed (the others become the preferred holders)
+while the workers stop and the final backups run, then status `unattended` and the
+leases released (a standby takes over at once), outbox flushed; a second SIGTERM
+or the bound kills the workers.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
         self._leases_stop = asyncio.Event()  # after the handoff: leases are renewed until released
+        self._left: asyncio.Future[None] | None = None  # shutdown: out of the live set (releases wait)
         self._placement_ok = False
         self._warmed = False
         self._last_refresh = -1e9
@@ -273,6 +275,8 @@ class Daemon:
                 account, within_s=self.config.release_bound_s, show_released=False
             )
             stopped = time.monotonic()
+            if self._left is not None:  # shutting down: release once the others prefer themselves
+                await asyncio.wait([self._left])
             reason = f"released by {self.config.connector_id}; waiting for the next holder"
             released = await self.elector.release(account, Shown(AccountStatus.UNATTENDED, reason))
             if released is not None:  # clean: no write of ours at its epoch can land after it
@@ -357,13 +361,10 @@ class Daemon:
         # Take nothing new, but keep renewing what is held until it is handed off: a handoff
         # of many accounts can outlast the renew deadline, and the workers' holds with it.
         self.elector.set_claims({})
-        # Leave the live set first: the other connectors' plans then make them the preferred
-        # holders of our accounts (no head start to wait for) while the final backups run.
-        with contextlib.suppress(Exception):
-            await self.registry.remove(self.config.connector_id)
-        with contextlib.suppress(Exception):  # hint every live host, also one that joined since the last pass
-            view = await self.registry.list_connectors()
-            self._live |= set(self.liveness.capacities(view, self.clock.monotonic()))
+        # Leave the live set while the workers stop and the final backups run; no lease is
+        # released before that (`hand_off`): the other connectors' plans then make them the
+        # preferred holders of our accounts, with no head start to wait for.
+        self._left = asyncio.ensure_future(self._leave())
         try:
             await asyncio.wait_for(self._release_everything(), self.config.shutdown_bound_s)
         except TimeoutError:
@@ -381,6 +382,13 @@ class Daemon:
         await self.http.stop()
         self.outbox.close()
         log.info("stopped in %.1f s", time.monotonic() - started)
+
+    async def _leave(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.registry.remove(self.config.connector_id)
+        with contextlib.suppress(Exception):  # hint every live host, also one that joined since the last pass
+            view = await self.registry.list_connectors()
+            self._live |= set(self.liveness.capacities(view, self.clock.monotonic()))
 
     async def _release_everything(self) -> None:
         accounts = list(self.elector.held())
