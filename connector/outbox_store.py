@@ -3,7 +3,8 @@
 WAL journal with `synchronous=FULL`: a stored event survives a crash or a power
 cut. The file is locked exclusively while open, so a second process on the same
 volume gets a clear error instead of sending the same events twice. Any thread
-may call `add`; one lock serialises access to the connection.
+may call `add`; one lock serialises access to the connection, and the threads that
+`add` at the same time share one transaction (a group commit: one fsync for all).
 """
 
 from __future__ import annotations
@@ -48,6 +49,18 @@ class OutboxClosedError(OutboxError):
     """An event was emitted after the outbox was closed."""
 
 
+Row = tuple[EventMessage, str, float]
+"""An event to store: its message, type and enqueue time."""
+
+
+@dataclass
+class _Waiting:
+    """One `add` waiting for the transaction that stores its row."""
+
+    row: Row
+    result: bool | Exception | None = None
+
+
 @dataclass(frozen=True)
 class StoredEvent:
     """One queued event: its row number (the send order), type, enqueue time and message."""
@@ -71,6 +84,9 @@ class OutboxStore:
         self.path = path
         self.max_events = max_events
         self._lock = threading.Lock()
+        self._adds = threading.Condition()  # guards the rows `add` queued and who commits them
+        self._queued: list[_Waiting] = []
+        self._adding = False
         self._closed = False
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,13 +122,38 @@ class OutboxStore:
         return db
 
     def add(self, message: EventMessage, event_type: str, enqueued_at: float) -> bool:
-        """Store one event; False if its event_id is already queued (a repeat emit)."""
-        result = self.add_many([(message, event_type, enqueued_at)])[0]
+        """Store one event; False if its event_id is already queued (a repeat emit).
+
+        Returns once it is stored. Rows added while a transaction of `add` runs wait and go
+        together in the next one: a takeover's restores each store an event from a thread of
+        their own, and one fsync each, in turn, held them all up.
+        """
+        waiting = _Waiting((message, event_type, enqueued_at))
+        batch: list[_Waiting] = []
+        with self._adds:
+            self._queued.append(waiting)
+            while self._adding and waiting.result is None:
+                self._adds.wait()
+            if waiting.result is None:  # nobody is committing: this thread commits the queue
+                self._adding = True
+                batch, self._queued = self._queued, []
+        if batch:
+            try:
+                results: list[bool | Exception] = list(self.add_many([w.row for w in batch]))
+            except Exception as exc:  # the whole transaction failed: every row in it
+                results = [exc] * len(batch)
+            with self._adds:
+                for queued, outcome in zip(batch, results, strict=True):
+                    queued.result = outcome
+                self._adding = False
+                self._adds.notify_all()
+        result = waiting.result
         if isinstance(result, Exception):
             raise result
+        assert result is not None
         return result
 
-    def add_many(self, items: Sequence[tuple[EventMessage, str, float]]) -> list[bool | OutboxError]:
+    def add_many(self, items: Sequence[Row]) -> list[bool | OutboxError]:
         """Store events in one transaction (one fsync); per event as `add` answers, or the
         OutboxError that refused it (the outbox full: the rest are refused alone)."""
         with self._lock:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -217,6 +219,68 @@ async def test_events_put_while_one_is_stored_share_one_transaction_in_order(
     await box.put(events[0])  # a repeat: stored once
     assert await box.flush(10)
     assert ids(publisher) == [e.event_id for e in events]
+
+
+def test_events_emitted_from_threads_meanwhile_share_the_next_transaction(
+    make_outbox: Callable[..., Outbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Restores emit their events from threads of their own: those arriving while one commit
+    runs go together in the next one (one fsync), each thread told its own outcome."""
+    box = make_outbox(max_events=5)
+    store = box._store
+    commits: list[int] = []
+    first_in, go_on = threading.Event(), threading.Event()
+    real_add_many = store.add_many
+
+    def add_many(rows: Sequence[tuple[EventMessage, str, float]]) -> list[bool | OutboxError]:
+        commits.append(len(rows))
+        if len(commits) == 1:
+            first_in.set()
+            go_on.wait(10)
+        return real_add_many(rows)
+
+    monkeypatch.setattr(store, "add_many", add_many)
+    outcomes: dict[str, str] = {}
+
+    def emit(evt: LifecycleEvent) -> None:
+        try:
+            box.emit(evt)
+            outcomes[evt.event_id] = "stored"
+        except OutboxFullError:
+            outcomes[evt.event_id] = "full"
+
+    events = [event(f"acct-{i}") for i in range(7)]
+    threads = [threading.Thread(target=emit, args=(evt,)) for evt in events]
+    threads[0].start()
+    assert first_in.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(store._queued) < 6 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    go_on.set()
+    for thread in threads:
+        thread.join(10)
+    assert commits == [1, 6]
+    assert outcomes[events[0].event_id] == "stored"
+    assert sorted(outcomes.values()) == ["full"] * 2 + ["stored"] * 5
+    assert box.depth() == 5
+
+
+def test_a_failed_group_transaction_fails_every_emit_in_it(
+    make_outbox: Callable[..., Outbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = make_outbox()
+
+    def broken(rows: Sequence[tuple[EventMessage, str, float]]) -> list[bool | OutboxError]:
+        raise OutboxError("disk I/O error")
+
+    monkeypatch.setattr(box._store, "add_many", broken)
+    with pytest.raises(OutboxError, match="disk I/O error"):
+        box.emit(event("acct-a"))
+    monkeypatch.undo()
+    box.emit(later := event("acct-a"))  # the next emit commits again
+    assert box.depth() == 1 and later.event_id
 
 
 async def test_put_into_a_full_outbox_refuses_only_what_does_not_fit(
