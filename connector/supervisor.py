@@ -40,6 +40,12 @@ log = logging.getLogger("wa_keeper.supervisor")
 PREFETCH_BATCH = 1000
 """Accounts per batched read ahead (the store splits it into reads of its own size)."""
 
+READ_AHEAD_BATCH = 20
+"""Accounts per read of the newest backups ahead of a handoff (several such reads at once)."""
+
+CHECK_AHEAD_BATCH = 8
+"""Accounts per thread call when their disk copies are checked ahead of a takeover."""
+
 DISK_CHECKED = frozenset({a.Phase.CONNECTING, a.Phase.CONNECTED})
 """Phases in which the disk session must be whole (not while starting or pairing)."""
 
@@ -52,6 +58,10 @@ class Vault(Protocol):
     def prefetch(self, held: Mapping[str, int]) -> None:
         """Read ahead, in one batch, what `ensure` of these just-acquired accounts {account:
         epoch} will need; `ensure` reads for itself whatever this did not get."""
+        ...
+
+    def check_ahead(self, accounts: Sequence[str]) -> None:
+        """Check the disk copies of accounts about to be taken; `ensure` uses what still holds."""
         ...
 
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None: ...
@@ -222,26 +232,34 @@ class Supervisor:
 
     def read_ahead(self, epochs: Mapping[str, int]) -> None:
         """Read the newest backups of accounts about to be taken, {account: the epoch they will
-        be held at}, at once and in one batch, while their leases are being read and taken.
+        be held at}, at once, while their leases are being read and taken, and check their
+        disk copies meanwhile (`check_ahead`).
 
         Only for leases another connector released cleanly at epoch - 1 before we were told
         (a handoff hint): no write of that epoch can follow the release, and nobody else can
         write before we hold `epoch` (connector/vault.py, `prefetch_newest`). Taken at another
         epoch, or not at all, the read is not used. At most one read per account is kept.
+        The reads go in batches of `READ_AHEAD_BATCH`, side by side: the starts of the first
+        accounts of a large hint need not wait for the last ones' backups.
         """
         wanted = {
             acc: e
             for acc, e in epochs.items()
             if acc not in self._tasks and self._ahead.get(acc, (None,))[0] != e  # not read yet
         }
-        if not wanted:
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for account, epoch in wanted.items():
-            self._ahead[account] = (epoch, done)
-        task = asyncio.create_task(self._read_ahead(wanted, done))
-        self._reading_ahead.add(task)
-        task.add_done_callback(self._reading_ahead.discard)
+        accounts = sorted(wanted)
+        tasks: list[asyncio.Task[None]] = []
+        for i in range(0, len(accounts), READ_AHEAD_BATCH):
+            batch = {account: wanted[account] for account in accounts[i : i + READ_AHEAD_BATCH]}
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            for account, epoch in batch.items():
+                self._ahead[account] = (epoch, done)
+            tasks.append(asyncio.create_task(self._read_ahead(batch, done)))
+        for i in range(0, len(accounts), CHECK_AHEAD_BATCH):
+            tasks.append(asyncio.create_task(self._check_ahead(accounts[i : i + CHECK_AHEAD_BATCH])))
+        for task in tasks:
+            self._reading_ahead.add(task)
+            task.add_done_callback(self._reading_ahead.discard)
 
     async def _read_ahead(self, epochs: dict[str, int], done: asyncio.Future[None]) -> None:
         try:
@@ -251,6 +269,14 @@ class Supervisor:
         finally:
             if not done.done():
                 done.set_result(None)
+
+    async def _check_ahead(self, accounts: list[str]) -> None:
+        """Disk checks ahead take start slots like the starts themselves (none run beside them)."""
+        try:
+            async with self._starts:
+                await asyncio.to_thread(self.vault.check_ahead, accounts)
+        except Exception as exc:  # each ensure then checks for itself
+            log.warning("checking %d disk sessions ahead failed: %s", len(accounts), exc)
 
     async def _prefetch_group(self, items: list[tuple[str, int]]) -> list[None]:
         try:

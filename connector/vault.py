@@ -24,9 +24,11 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from connector.adapters.disk_sessions import (
+    Checked,
     DiskHealth,
     DiskSessions,
     DiskState,
+    Fingerprint,
     SessionCheckError,
     SessionDiskError,
     Snapshot,
@@ -79,6 +81,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+CHECKED_AHEAD_FOR_S = 30.0
+"""How long a disk check made ahead of a takeover (`check_ahead`) stands for `ensure_session`'s."""
+
 
 class WipeNotConfirmedError(KeeperError):
     """`wipe` needs the account id repeated as its confirmation."""
@@ -115,6 +120,8 @@ class SessionVault:
         self._volume_id: str | None = None
         self._newest: dict[str, tuple[int, Manifest | None]] = {}
         """Newest manifest per account, trusted while the lease epoch is the same."""
+        self._checked_ahead: dict[str, tuple[float, Fingerprint, DiskHealth]] = {}
+        """Per account, a disk check made ahead of a takeover (`check_ahead`): when, of what."""
         self._known_good: dict[str, int] = {}
         """Per account, a generation known to be marked good (restored as good, or marked here)."""
         self._locks: dict[str, threading.RLock] = {}
@@ -168,6 +175,34 @@ class SessionVault:
             with self._lock(account):
                 self._newest[account] = (held[account], manifest)
         return len(found)
+
+    def check_ahead(self, accounts: Sequence[str]) -> None:
+        """Check the disk copies of accounts about to be taken (a handoff hint), while their
+        leases and newest backups are read: `ensure_session` then finds the check done.
+
+        The integrity check is most of the work of starting an account whose disk copy needs
+        no restore, and a takeover of hundreds queues those starts; done here, it runs while
+        the starts would wait for the reads anyway. A check stands only while the files keep
+        their fingerprint, for at most `CHECKED_AHEAD_FOR_S`, and is used once.
+        """
+        for account in accounts:
+            with self._lock(account):
+                before = self.disk.fingerprint(account)
+                if before is None:  # no disk copy: nothing to check ahead
+                    continue
+                health = self.disk.check(account, thorough=True)
+                if self.disk.fingerprint(account) == before:
+                    self._checked_ahead[account] = (self._clock.monotonic(), before, health)
+
+    def _disk_health(self, account: str) -> DiskHealth:
+        """The thorough check of the disk copy, or the one `check_ahead` made of these very files."""
+        ahead = self._checked_ahead.pop(account, None)
+        if ahead is not None:
+            at, fingerprint, health = ahead
+            fresh = self._clock.monotonic() - at <= CHECKED_AHEAD_FOR_S
+            if fresh and self.disk.fingerprint(account) == fingerprint:
+                return health
+        return self.disk.check(account, thorough=True)
 
     def _newest_manifest(self, account: str, epoch: int) -> Manifest | None:
         cached = self._newest.get(account)
@@ -233,8 +268,12 @@ class SessionVault:
 
     def _check_before_upload(self, r: BackupRequest) -> BackupOutcome | Snapshot:
         """The snapshot to upload, or the outcome without an upload (refused, unchanged)."""
+        cached = self._newest.get(r.account)
+        known = cached[1] if cached is not None and cached[0] == r.epoch else None
         try:
-            snap = self.disk.snapshot(r.account, r.jid)
+            snap = self.disk.snapshot(
+                r.account, r.jid, None if known is None else Checked(known.sha256, known.jid)
+            )
         except SessionCheckError as exc:
             return BackupOutcome(BackupStatus.REFUSED, reason=f"{exc.state}: {exc}")
         try:
@@ -435,7 +474,7 @@ class SessionVault:
         """Make the disk session usable before the worker starts (the restore order)."""
         with self._lock(account):
             self.disk.clear_leftovers(account)
-            health = self.disk.check(account, thorough=True)
+            health = self._disk_health(account)
             usable = disk_is_usable(health, expected_jid)
             driven = self.disk.driven_epoch(account) if usable else None
             if usable and driven == epoch:  # a reconnect in the same hold: nothing newer can exist

@@ -55,6 +55,9 @@ class VaultBridge:
     def prefetch(self, held: Mapping[str, int]) -> None:
         self.vault.prefetch_newest(held)
 
+    def check_ahead(self, accounts: Sequence[str]) -> None:
+        self.vault.check_ahead(accounts)
+
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
         failed = self.backup_many([BackupRequest(account, jid, epoch, while_connected)])[0]
         if failed is not None:

@@ -10,7 +10,9 @@ and "version-valid-for" (offsets 24 and 92, bumped by commits even when no row
 changed) and the journal-mode bytes (18-19, always WAL). Everything else is the
 database's pages, so an unchanged session gives byte-identical snapshots (and
 equal sha256) whatever its checkpoint state or the number of copies taken, and
-the snapshot is still a valid SQLite file that installs as it is.
+the snapshot is still a valid SQLite file that installs as it is. A file with no
+journal beside it that hashes, so canonicalised, to a snapshot already checked is
+that snapshot: `snapshot` then needs no SQLite at all (`_same_file`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,18 @@ class Snapshot:
     @property
     def size(self) -> int:
         return len(self.data)
+
+
+Fingerprint = tuple[tuple[int, int, int, int] | None, ...]
+"""`DiskSessions.fingerprint`: (inode, size, mtime, ctime) of the file, its -wal and -journal."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The sha256 and jid of a snapshot that passed the full check."""
+
+    sha256: str
+    jid: str
 
 
 class SessionCheckError(KeeperError):
@@ -190,12 +204,22 @@ class DiskSessions:
         finally:
             db.close()
 
-    def snapshot(self, account: str, expected_jid: str | None) -> Snapshot:
-        """A consistent, fully checked copy; SessionCheckError when it must not become a backup."""
+    def snapshot(self, account: str, expected_jid: str | None, checked: Checked | None = None) -> Snapshot:
+        """A consistent, fully checked copy; SessionCheckError when it must not become a backup.
+
+        `checked`: a snapshot known to pass the full check (the newest backup). A session with
+        the very same bytes is neither copied through SQLite nor checked again: a handoff
+        snapshots every session, most of them unchanged, and that work was most of it.
+        """
         path = self.path(account)
         what = f"session of {account}"
         if not path.is_file():
             raise SessionCheckError(DiskState.MISSING, f"{what}: no session file at {path}")
+        if checked is not None:
+            same = self._same_file(path, checked.sha256)
+            if same is not None:
+                jid = require_ok(DiskHealth(DiskState.OK, jid=checked.jid), expected_jid, what)
+                return Snapshot(data=same, sha256=checked.sha256, jid=jid)
         copy = sqlite3.connect(":memory:")
         try:
             try:
@@ -206,11 +230,35 @@ class DiskSessions:
                     source.close()
             except sqlite3.DatabaseError as exc:
                 raise SessionCheckError(DiskState.CORRUPT, f"{what}: sqlite: {exc}") from exc
-            jid = require_ok(inspect(copy, thorough=True), expected_jid, what)
             data = canonical(copy.serialize())
+            sha256 = sha256_hex(data)
+            if checked is not None and sha256 == checked.sha256:
+                jid = require_ok(DiskHealth(DiskState.OK, jid=checked.jid), expected_jid, what)
+            else:
+                jid = require_ok(inspect(copy, thorough=True), expected_jid, what)
         finally:
             copy.close()
-        return Snapshot(data=data, sha256=sha256_hex(data), jid=jid)
+        return Snapshot(data=data, sha256=sha256, jid=jid)
+
+    @staticmethod
+    def _same_file(path: Path, sha256: str) -> bytes | None:
+        """The file's canonical bytes when they hash to `sha256`, read without SQLite; else None.
+
+        Only with no journal beside it, before and after the read: the file then holds the
+        whole database (a WAL with commits not yet checkpointed, or a transaction under way,
+        would make the file alone say less). Bytes that hash to a known snapshot are that
+        snapshot, so a read that overlapped a write can only fail to match.
+        """
+        journals = [path.with_name(path.name + suffix) for suffix in ("-wal", "-journal")]
+        if any(journal.exists() for journal in journals):
+            return None
+        try:
+            data = canonical(path.read_bytes())
+        except OSError:
+            return None
+        if sha256_hex(data) != sha256 or any(journal.exists() for journal in journals):
+            return None
+        return data
 
     def install(self, account: str, data: bytes, sha256: str) -> Path | None:
         """Put restored bytes in place atomically; returns where the replaced file went.
@@ -269,6 +317,23 @@ class DiskSessions:
         for old in olds[:-KEEP_PREVIOUS]:
             for suffix in ("", "-wal", "-shm"):
                 (folder / (old.name + suffix)).unlink(missing_ok=True)
+
+    def fingerprint(self, account: str) -> Fingerprint | None:
+        """What changes whenever the session's files do: inode, size and times of the file and
+        of its journals. A check made under one fingerprint holds while it stays the same.
+        None when there is no session file (or it cannot be looked at)."""
+        path = self.path(account)
+        parts: list[tuple[int, int, int, int] | None] = []
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-journal")):
+            try:
+                stat = file.stat()
+            except FileNotFoundError:
+                parts.append(None)
+                continue
+            except OSError:
+                return None
+            parts.append((stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns))
+        return None if parts[0] is None else tuple(parts)
 
     def driven_epoch(self, account: str) -> int | None:
         """The lease epoch under which this disk copy was last driven (`mark_driven`); None when

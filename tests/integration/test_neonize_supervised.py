@@ -33,6 +33,9 @@ class DiskOnlyVault:
     def prefetch(self, held: Mapping[str, int]) -> None:
         return None
 
+    def check_ahead(self, accounts: Sequence[str]) -> None:
+        return None
+
     def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone:
         return a.EnsureDone(jid=JID)
 

@@ -31,6 +31,7 @@ class FakeVault:
         self.problem: str | None = None
         self.calls: list[str] = []
         self.prefetches: list[dict[str, int]] = []
+        self.checked_ahead: list[str] = []
         self.prefetch_fails = False
         self.order: list[str] = []  # prefetches and ensures as they happened
         self.prefetch_gate = threading.Event()
@@ -45,6 +46,9 @@ class FakeVault:
         self.prefetch_gate.wait(30)
         if self.prefetch_fails:
             raise OSError("firestore unreachable")
+
+    def check_ahead(self, accounts: Sequence[str]) -> None:
+        self.checked_ahead.extend(accounts)
 
     def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone:
         self.calls.append("ensure")
@@ -243,6 +247,23 @@ async def test_a_read_ahead_before_the_lease_serves_the_acquisition_at_its_epoch
     rig.sup.read_ahead({"a": 6})  # held already: nothing to read ahead
     await asyncio.sleep(0.05)
     assert len(rig.vault.prefetches) == 2
+    await rig.sup.shutdown(within_s=5)
+
+
+async def test_a_read_ahead_goes_in_batches_side_by_side_and_checks_the_disk_copies(rig: Rig) -> None:
+    accounts = {f"acct-{i:02d}": 5 for i in range(30)}
+    rig.vault.prefetch_gate.clear()
+    rig.sup.read_ahead(accounts)
+    await until(lambda: len(rig.vault.prefetches) == 2)  # both reads out at once
+    assert [sorted(p) for p in rig.vault.prefetches] == [sorted(accounts)[:20], sorted(accounts)[20:]]
+    rig.vault.prefetch_gate.set()
+    await until(lambda: len(rig.vault.checked_ahead) == 30)
+    assert sorted(rig.vault.checked_ahead) == sorted(accounts)
+    rig.sup.hold("acct-00", epoch=5)
+    await until(lambda: "ensure acct-00" in rig.vault.order)
+    rig.sup.read_ahead({"acct-00": 6, "acct-01": 5})  # held, or read already: nothing again
+    await asyncio.sleep(0.05)
+    assert len(rig.vault.checked_ahead) == 30
     await rig.sup.shutdown(within_s=5)
 
 

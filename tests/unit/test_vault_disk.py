@@ -7,11 +7,13 @@ import errno
 import io
 import sqlite3
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
+import connector.adapters.disk_sessions as disk_module
 from connector.adapters.disk_sessions import (
+    Checked,
     DiskSessions,
     DiskState,
     SessionCheckError,
@@ -84,6 +86,61 @@ def test_snapshot_sees_committed_rows_still_in_the_wal(disk: DiskSessions, sessi
     db.deserialize(bytes(image))
     assert db.execute("SELECT pn FROM whatsmeow_lid_map").fetchall() == [("2@s.whatsapp.net",)]
     assert check_bytes(snap.data, JID, "snapshot") == JID
+
+
+def test_a_snapshot_with_the_bytes_of_a_checked_one_is_not_checked_again(
+    disk: DiskSessions, session: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[bool] = []
+    real_inspect = disk_module.inspect
+
+    def counted(db: sqlite3.Connection, thorough: bool) -> object:
+        checks.append(thorough)
+        return real_inspect(db, thorough)
+
+    monkeypatch.setattr(disk_module, "inspect", counted)
+    first = disk.snapshot(ACCOUNT, JID)
+    assert checks == [True]
+    again = disk.snapshot(ACCOUNT, JID, Checked(first.sha256, JID))
+    assert (again.sha256, again.jid, checks) == (first.sha256, JID, [True])  # no second check
+    with pytest.raises(SessionCheckError) as wrong:  # the known jid is still held to the expected one
+        disk.snapshot(ACCOUNT, OTHER_JID, Checked(first.sha256, JID))
+    assert wrong.value.state == "wrong_jid"
+    change_one_row(session)
+    changed = disk.snapshot(ACCOUNT, JID, Checked(first.sha256, JID))
+    assert changed.sha256 != first.sha256 and checks == [True, True]  # changed bytes: checked
+    delete_device(session)
+    with pytest.raises(SessionCheckError) as logged_out:  # and refused when they fail the check
+        disk.snapshot(ACCOUNT, JID, Checked(first.sha256, JID))
+    assert logged_out.value.state is DiskState.NO_DEVICE
+
+
+def test_an_unchanged_file_with_no_journal_is_its_checked_snapshot_without_sqlite(
+    disk: DiskSessions, session: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = disk.snapshot(ACCOUNT, JID)
+    opened: list[str] = []
+    real_connect = sqlite3.connect
+
+    def counted(database: str, *args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(str(database))
+        connection: sqlite3.Connection = real_connect(database, *args, **kwargs)
+        return connection
+
+    monkeypatch.setattr(sqlite3, "connect", counted)
+    again = disk.snapshot(ACCOUNT, JID, Checked(first.sha256, JID))
+    assert (again.data, again.sha256, opened) == (first.data, first.sha256, [])
+    monkeypatch.undo()
+    writer = sqlite3.connect(session)  # commits waiting in the WAL: the file alone is not the session
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    add_rows(session, JID, 5, prefix="wal")
+    assert session.with_name(session.name + "-wal").exists()
+    in_wal = disk.snapshot(ACCOUNT, JID, Checked(first.sha256, JID))
+    assert in_wal.sha256 != first.sha256
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    writer.close()
+    assert disk.snapshot(ACCOUNT, JID, Checked(first.sha256, JID)).sha256 == in_wal.sha256
 
 
 def test_snapshot_refusals(disk: DiskSessions, session: Path) -> None:

@@ -12,13 +12,15 @@ from typing import BinaryIO
 
 import pytest
 
-from connector.adapters.disk_sessions import DiskState, SessionDiskError
+from connector.adapters.disk_sessions import DiskHealth, DiskState, SessionDiskError
 from connector.adapters.memory_backups import MemoryBackupStore
 from connector.backup_crypto import Keyring
+from connector.clock import FakeClock
 from connector.errors import KeeperError
 from connector.ports import Manifest, NextCommit
 from connector.sessions.whatsmeow import delete_device
 from connector.vault import (
+    CHECKED_AHEAD_FOR_S,
     BackupOutcome,
     BackupRequest,
     BackupStatus,
@@ -433,6 +435,48 @@ def test_chunks_left_by_a_failed_upload_are_cleaned_by_the_next_backup(root: Pat
     change_one_row(session)
     assert vault.backup(A, JID, 1, True).generation == 3
     assert store.orphan_generations(A) == []
+
+
+def test_a_disk_check_made_ahead_serves_ensure_only_while_the_files_and_the_time_allow(
+    root: Path, store: MemoryBackupStore, session: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    vault, _ = make_vault(root, store, clock=clock)
+    checks: list[str] = []
+    real_check = vault.disk.check
+
+    def counted(account: str, thorough: bool = False) -> DiskHealth:
+        checks.append(account)
+        return real_check(account, thorough)
+
+    monkeypatch.setattr(vault.disk, "check", counted)
+    vault.check_ahead([A, "acct-none"])  # no disk copy of acct-none: nothing checked
+    assert checks == [A]
+    assert vault.ensure_session(A, JID, 1).action is EnsureAction.USED_DISK
+    assert checks == [A]  # the check ahead served
+    assert vault.ensure_session(A, JID, 1).action is EnsureAction.USED_DISK
+    assert checks == [A, A]  # used once
+    vault.check_ahead([A])
+    change_one_row(session)  # the file changed since: checked again
+    assert vault.ensure_session(A, JID, 1).action is EnsureAction.USED_DISK
+    assert checks == [A, A, A, A]
+    vault.check_ahead([A])
+    clock.advance(CHECKED_AHEAD_FOR_S + 1)  # too old: checked again
+    vault.ensure_session(A, JID, 1)
+    assert checks == [A, A, A, A, A, A]
+
+
+def test_a_corrupt_disk_found_ahead_is_restored_at_ensure(
+    root: Path, store: MemoryBackupStore, session: Path
+) -> None:
+    vault, _ = make_vault(root, store)
+    vault.backup(A, JID, 1, True)
+    data = bytearray(session.read_bytes())
+    data[4096 * 2 : 4096 * 2 + 64] = b"\xff" * 64
+    session.write_bytes(bytes(data))
+    vault.check_ahead([A])
+    outcome = vault.ensure_session(A, JID, 2)
+    assert (outcome.action, outcome.disk.state) == (EnsureAction.RESTORED, DiskState.CORRUPT)
 
 
 def test_ensure_session_uses_a_healthy_disk(root: Path, store: MemoryBackupStore, session: Path) -> None:
