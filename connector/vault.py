@@ -135,17 +135,23 @@ class SessionVault:
     def _emit(
         self, kind: EventType, account: str, epoch: int, detail: str = "", generation: int | None = None
     ) -> None:
-        self._events.emit(
-            LifecycleEvent.new(
-                kind,
-                account_id=account,
-                connector_id=self._connector_id,
-                lease_epoch=epoch,
-                at=self._clock.now(),
-                detail=detail[:MAX_DETAIL_LEN],
-                session_generation=generation,
-            )
+        """Announce what was done. An event the sink refuses (a full outbox) is logged, and the
+        outbox counts it; the operation it announces is done all the same: raising here made a
+        written backup or an installed restore look failed, and left the rest of a group of
+        final backups unrecorded."""
+        event = LifecycleEvent.new(
+            kind,
+            account_id=account,
+            connector_id=self._connector_id,
+            lease_epoch=epoch,
+            at=self._clock.now(),
+            detail=detail[:MAX_DETAIL_LEN],
+            session_generation=generation,
         )
+        try:
+            self._events.emit(event)
+        except Exception as exc:
+            log.error("%s: %s event not stored (what it announces is done): %s", account, kind.value, exc)
 
     # -- reading -------------------------------------------------------------------------
 

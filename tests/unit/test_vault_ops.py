@@ -17,6 +17,7 @@ from connector.adapters.memory_backups import MemoryBackupStore
 from connector.backup_crypto import Keyring
 from connector.clock import FakeClock
 from connector.errors import KeeperError
+from connector.outbox_store import OutboxFullError
 from connector.ports import Manifest, NextCommit
 from connector.sessions.whatsmeow import delete_device
 from connector.vault import (
@@ -477,6 +478,26 @@ def test_a_corrupt_disk_found_ahead_is_restored_at_ensure(
     vault.check_ahead([A])
     outcome = vault.ensure_session(A, JID, 2)
     assert (outcome.action, outcome.disk.state) == (EnsureAction.RESTORED, DiskState.CORRUPT)
+
+
+def test_an_event_the_outbox_refuses_does_not_undo_the_backups_of_a_group(
+    root: Path, store: MemoryBackupStore, tmpl: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    vault, events = make_vault(root, store)
+    accounts = [f"acct-full-{i}" for i in range(3)]
+    for account in accounts:
+        make_session(tmpl, root / account / "session.db", rows=5)
+
+    def full(event: object) -> None:
+        raise OutboxFullError("the outbox is full (3 events wait for Pub/Sub)")
+
+    events.emit = full  # type: ignore[method-assign]
+    requests = [BackupRequest(account, JID, 1, True) for account in accounts]
+    outcomes = vault.backup_many(requests)
+    assert [getattr(o, "status", o) for o in outcomes] == [BackupStatus.WRITTEN] * 3
+    assert "backup_written event not stored" in caplog.text
+    again = vault.backup_many(requests)  # each written generation was recorded: unchanged now
+    assert [getattr(o, "status", o) for o in again] == [BackupStatus.UNCHANGED] * 3
 
 
 def test_ensure_session_uses_a_healthy_disk(root: Path, store: MemoryBackupStore, session: Path) -> None:
