@@ -4,7 +4,8 @@ The judgement is pure (policy/requests.py, which also explains who is trusted
 and why); here: read the request and the account's owners, write the answer
 and the command together. A retried trigger finds the answer already there
 and does nothing; the command id derives from the request id, so even a race
-creates it once.
+creates it once. A lock timeout (two judges of one request at once) is retried
+here, as for lifecycle events: a trigger that failed on it left the request pending.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from google.cloud import firestore
 
 from control import effects, params
 from control.accounts import account_ref
+from control.lifecycle import CONTENTION_RETRY
 from policy import PolicyConfig
 from policy.requests import Verdict, already_decided, judge
 from wa_wire import Collections, RequestStatus, encode
@@ -53,7 +55,7 @@ def decide_request(
             tx.create(command_ref, encode(verdict.command))
         return verdict
 
-    verdict: Verdict | None = apply(db.transaction())
+    verdict: Verdict | None = CONTENTION_RETRY(lambda: apply(db.transaction()))()
     return verdict
 
 

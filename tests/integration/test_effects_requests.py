@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+import control.requests as requests_module
 from connector.adapters.firestore_commands import to_pending
 from control.requests import decide_request
 from policy import PolicyConfig
+from policy.requests import judge
 from wa_wire import CommandAction, command_id_for
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -52,6 +55,24 @@ def test_an_owners_request_becomes_a_command(db: firestore.Client) -> None:
     assert stored["issued_by"] == f"app:{OWNER}" and stored["source_event_id"] == "req-1"
     pending = to_pending(cid, stored)
     assert pending is not None and pending.generation == 3
+
+
+def test_a_lock_timeout_while_judging_is_retried(
+    db: firestore.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two judges of one request at once (the trigger and a retry) can make the emulator abort
+    one transaction on a lock timeout; the request must not stay pending for it."""
+    attempts: list[str] = []
+
+    def judge_after_a_lock_timeout(request_id: str, *args: Any) -> Any:
+        attempts.append(request_id)
+        if len(attempts) == 1:
+            raise gexc.Aborted("Transaction lock timeout.")
+        return judge(request_id, *args)
+
+    monkeypatch.setattr(requests_module, "judge", judge_after_a_lock_timeout)
+    answer = submit(db, request())
+    assert answer["status"] == "accepted" and attempts == ["req-1", "req-1"]
 
 
 def test_an_admin_may_ask_for_any_account(db: firestore.Client) -> None:
