@@ -105,6 +105,7 @@ class Daemon:
         self._placement_ok = False
         self._warmed = False
         self._last_refresh = -1e9
+        self._hints_deaf = False  # the hint listener was not listening at the last refresh
 
     # ---- LeaseListener: called on the loop, must not block
 
@@ -232,9 +233,11 @@ class Daemon:
         if now - self._last_refresh > self.config.refresh_desired_every_s:
             await asyncio.to_thread(self.directory.refresh)
             self._last_refresh = now
-            if self._hinted is not None and not self.hints.listening():
-                log.warning("the handoff hint listener stopped: listening again")
+            deaf, self._hints_deaf = self._hints_deaf, self._hinted is not None and not self.hints.listening()
+            if deaf and self._hints_deaf and self._hinted is not None:  # at two refreshes in a row:
+                log.warning("the handoff hint listener is not listening: listening again")  # not a slow start
                 self.hints.listen(self.config.connector_id, self._hinted)
+                self._hints_deaf = False
         decided = plan(
             self.config.connector_id,
             live=live,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -113,6 +114,7 @@ class FirestoreHandoffHints:
     def __init__(self, client: firestore.Client) -> None:
         self._client = client
         self._watch: Any = None
+        self._heard_once = threading.Event()  # the listener's first snapshot came
 
     def _doc(self, connector: str) -> firestore.DocumentReference:
         return self._client.collection(Collections.HANDOFFS).document(check_id("connector id", connector))
@@ -140,8 +142,10 @@ class FirestoreHandoffHints:
         self.stop()
         doc = self._doc(me)
         unheard = Unheard()
+        heard_once = self._heard_once = threading.Event()
 
         def on_snapshot(docs: list[Any], _changes: Any, _read_time: Any) -> None:
+            heard_once.set()
             try:
                 for snap in docs:
                     data = snap.to_dict() if snap.exists else None
@@ -160,7 +164,10 @@ class FirestoreHandoffHints:
         self._watch = doc.on_snapshot(on_snapshot)
 
     def listening(self) -> bool:
-        return self._watch is not None and bool(self._watch.is_active)
+        """The listener runs and has had its first snapshot: from then on every write to the
+        document reaches it (a hint written while the listen was being set up could be missed:
+        twice, a contract test on a freshly started emulator never heard one)."""
+        return self._watch is not None and bool(self._watch.is_active) and self._heard_once.is_set()
 
     def stop(self) -> None:
         if self._watch is not None:
