@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,6 +26,8 @@ from wa_wire.codec import utc_timestamp
 
 PROBE_TIMEOUT_S = 8.0
 COMMAND_TTL_S = 600.0
+POLL_S = 2.0
+"""How often `watch_document` also reads the document it listens to."""
 FINAL = {CommandStatus.DONE.value, CommandStatus.FAILED.value, CommandStatus.REJECTED.value, "expired"}
 
 
@@ -104,25 +107,51 @@ def watch_document(
     path: str,
     on_change: Callable[[dict[str, Any]], bool],
     deadline_s: float,
+    *,
+    listen: bool = True,
+    poll_s: float = POLL_S,
 ) -> dict[str, Any] | None:
-    """Call `on_change` with each version of a document until it returns True; None at the deadline."""
+    """Call `on_change` with each version of a document until it returns True; None at the deadline.
+
+    A listener brings each change at once; the document is also read every `poll_s`, because
+    a listener can miss a change made while it was being set up, or stop silently (NOTES.md):
+    once, a command finished 0.6 s after it was issued and the listener never showed it.
+    `on_change` may see a version twice; it is never called from two threads at once.
+    """
     done = threading.Event()
+    lock = threading.Lock()
     last: dict[str, Any] = {}
+
+    def seen(data: dict[str, Any]) -> None:
+        with lock:
+            last.clear()
+            last.update(data)
+            if not done.is_set() and on_change(data):
+                done.set()
 
     def listener(docs: list[Any], _changes: Any, _read_time: Any) -> None:
         for doc in docs:
             if doc.exists:
-                data = doc.to_dict() or {}
-                last.clear()
-                last.update(data)
-                if on_change(data):
-                    done.set()
+                seen(doc.to_dict() or {})
 
-    watch = client.document(path).on_snapshot(listener)
+    ref = client.document(path)
+    watch = ref.on_snapshot(listener) if listen else None
+    end = time.monotonic() + deadline_s
     try:
-        return dict(last) if done.wait(deadline_s) else None
+        while not done.wait(max(0.0, min(poll_s, end - time.monotonic()))):
+            if time.monotonic() >= end:
+                return None
+            try:
+                snap = ref.get()
+            except gexc.GoogleAPIError:  # the listener may still bring it; the next read tries again
+                continue
+            if snap.exists:
+                seen(snap.to_dict() or {})
+        with lock:
+            return dict(last)
     finally:
-        watch.unsubscribe()
+        if watch is not None:
+            watch.unsubscribe()
 
 
 def wait_for_command(
