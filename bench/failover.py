@@ -161,7 +161,7 @@ code (f1444cd) and this code (39a902f) alternated, no timing lines; (n) = final 
   39a902f: exit 2.73 / back p50 3.46 / max 4.21 s (62); exit 2.05 / p50 2.99 / max 4.07 s (54);
            exit 2.79 / p50 3.48 / max 4.52 s (92); final backups written by 1.05-1.83 s
   kill -9: p50 12.5-14.3 / max 15.0-16.4 s. Double connections: none.
-With timing lines (5 runs of the new parts as they landed): 3.45-4.16 s. An ensure of a
+With timing lines (6 runs, as the parts landed): 4.12, 4.31, 4.16, 3.73, 4.01, 3.45 s. An ensure of a
 disk copy needing no restore went from p50 0.09 to 0.04 s; the old host's check of an
 unchanged group of 40-45 sessions from 0.25-0.95 s to 0.13-0.19 s. What is left on the
 new host's path is its reads ahead: 0.85-1.3 s for 20 accounts under load. That is the

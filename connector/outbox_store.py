@@ -138,15 +138,18 @@ class OutboxStore:
                 self._adding = True
                 batch, self._queued = self._queued, []
         if batch:
+            interrupted = OutboxError("event not stored: the thread storing it was interrupted")
+            results: list[bool | Exception] = [interrupted] * len(batch)
             try:
-                results: list[bool | Exception] = list(self.add_many([w.row for w in batch]))
+                results = list(self.add_many([w.row for w in batch]))
             except Exception as exc:  # the whole transaction failed: every row in it
                 results = [exc] * len(batch)
-            with self._adds:
-                for queued, outcome in zip(batch, results, strict=True):
-                    queued.result = outcome
-                self._adding = False
-                self._adds.notify_all()
+            finally:  # whatever happened, the rows waiting on this commit are answered
+                with self._adds:
+                    for queued, outcome in zip(batch, results, strict=True):
+                        queued.result = outcome
+                    self._adding = False
+                    self._adds.notify_all()
         result = waiting.result
         if isinstance(result, Exception):
             raise result

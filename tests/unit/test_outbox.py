@@ -283,6 +283,26 @@ def test_a_failed_group_transaction_fails_every_emit_in_it(
     assert box.depth() == 1 and later.event_id
 
 
+def test_a_commit_interrupted_by_a_base_exception_answers_its_rows_and_frees_the_next_commit(
+    make_outbox: Callable[..., Outbox], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Interrupted(BaseException):
+        pass
+
+    box = make_outbox()
+    real_add_many = box._store.add_many
+
+    def interrupted(rows: Sequence[tuple[EventMessage, str, float]]) -> list[bool | OutboxError]:
+        raise Interrupted
+
+    monkeypatch.setattr(box._store, "add_many", interrupted)
+    with pytest.raises(Interrupted):
+        box.emit(event("acct-a"))
+    monkeypatch.setattr(box._store, "add_many", real_add_many)
+    box.emit(event("acct-a"))  # not left waiting for a commit that never ends
+    assert box.depth() == 1
+
+
 async def test_put_into_a_full_outbox_refuses_only_what_does_not_fit(
     make_outbox: Callable[..., Outbox], publisher: MemoryPublisher
 ) -> None:
