@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -12,11 +11,13 @@ from google.cloud import firestore
 from connector.control_client import watch_document
 
 
-def finish_later(db: firestore.Client, path: str, after_s: float) -> threading.Thread:
+def finish_once_seen(db: firestore.Client, path: str, seen: threading.Event) -> threading.Thread:
+    """Finish the command once the watcher has seen it pending (no guess at how long that takes)."""
+
     def run() -> None:
-        time.sleep(after_s)
-        db.document(path).update({"status": "claimed"})
-        db.document(path).update({"status": "done"})
+        if seen.wait(30):
+            db.document(path).update({"status": "claimed"})
+            db.document(path).update({"status": "done"})
 
     thread = threading.Thread(target=run)
     thread.start()
@@ -32,12 +33,14 @@ def test_a_change_is_seen_by_the_listener_or_by_the_reads_alone(
     path = "commands/cmd-watch"
     clean_firestore.document(path).set({"status": "pending"})
     statuses: list[str] = []
+    pending_seen = threading.Event()
 
     def on_change(data: dict[str, Any]) -> bool:
         statuses.append(str(data.get("status")))
+        pending_seen.set()
         return data.get("status") == "done"
 
-    writer = finish_later(clean_firestore, path, 0.3)
+    writer = finish_once_seen(clean_firestore, path, pending_seen)
     try:
         final = watch_document(clean_firestore, path, on_change, 30, listen=listen, poll_s=0.1)
     finally:

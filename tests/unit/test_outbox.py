@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from connector.outbox import (
     default_outbox_path,
 )
 from connector.ports import EventMessage, PublishOutcome
+from tests.integration.stack_support import wait_until
 from wa_wire import EventType, LifecycleEvent, to_json
 
 NO_JITTER = RetryPolicy(initial_s=1.0, max_s=8.0, jitter_s=0.0)
@@ -255,9 +255,7 @@ def test_events_emitted_from_threads_meanwhile_share_the_next_transaction(
     assert first_in.wait(10)
     for thread in threads[1:]:
         thread.start()
-    deadline = time.monotonic() + 10
-    while len(store._queued) < 6 and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_until("six emits queued behind the commit", lambda: len(store._queued) == 6, 10, every_s=0.001)
     go_on.set()
     for thread in threads:
         thread.join(10)
