@@ -33,10 +33,17 @@ from connector.handoff_hints import HintSender
 from connector.http_api import HttpApi, Readiness
 from connector.inbox import CommandInbox
 from connector.lease_loop import LeaseElector
-from connector.lease_record import LeaseView
 from connector.metrics import ConnectorMetrics
 from connector.outbox import Outbox
-from connector.ports import ConnectorRegistry, EventPublisher, HandoffHints, Shown, StatusUpdate, StatusWriter
+from connector.ports import (
+    CleanRelease,
+    ConnectorRegistry,
+    EventPublisher,
+    HandoffHints,
+    Shown,
+    StatusUpdate,
+    StatusWriter,
+)
 from connector.registry_record import ConnectorInfo
 from connector.supervisor import Supervisor
 from connector.vault import SessionVault
@@ -85,7 +92,7 @@ class Daemon:
         self.registry, self.directory, self.status = registry, directory, status
         self.hints = hints
         self._live: set[str] = set()  # the live connectors placement last saw (hint targets)
-        self._hinted: Callable[[dict[str, LeaseView | None]], None] | None = (
+        self._hinted: Callable[[dict[str, CleanRelease | None]], None] | None = (
             None  # the hint listener's callback
         )
         self.hint_sender = HintSender(hints, lambda: sorted(self._live - {config.connector_id}))
@@ -137,14 +144,24 @@ class Daemon:
             if await asyncio.to_thread(self.directory.still_desired, [account]):
                 log.info("account %s: known from a command before the directory listed it", account)
 
-    def _on_hint(self, hinted: dict[str, LeaseView | None]) -> None:
-        clean = [view for view in hinted.values() if view is not None]
-        log.info("hint: %d accounts released by another connector (%d cleanly)", len(hinted), len(clean))
-        self.elector.learn(clean)  # taken without reading them first
-        self.elector.look(account for account, view in hinted.items() if view is None)
+    def _on_hint(self, hinted: dict[str, CleanRelease | None]) -> None:
+        clean = [release for release in hinted.values() if release is not None]
+        named = sum(release.newest is not None for release in clean)
+        log.info(
+            "hint: %d accounts released by another connector (%d cleanly, %d naming their newest backup)",
+            len(hinted),
+            len(clean),
+            named,
+        )
+        self.elector.learn([release.lease for release in clean])  # taken without reading them first
+        self.elector.look(account for account, release in hinted.items() if release is None)
         claimed = self.elector.claimed()
         # Released cleanly at epoch e: read their backups now, for the epoch we would take.
-        self.supervisor.read_ahead({v.account: v.epoch() + 1 for v in clean if v.account in claimed})
+        taking = [release for release in clean if release.lease.account in claimed]
+        self.supervisor.read_ahead(
+            {r.lease.account: r.lease.epoch() + 1 for r in taking},
+            {r.lease.account: r.newest for r in taking if r.newest is not None},
+        )
 
     def on_held_until(self, account: str, epoch: int, until_mono: float) -> None:
         self._spawn(self.supervisor.extend_hold(account, until_mono))
@@ -183,7 +200,9 @@ class Daemon:
             log.error("topic not ready (events wait in the outbox): %s", exc)
         loop = asyncio.get_running_loop()
 
-        def hinted(accounts: dict[str, LeaseView | None]) -> None:  # the listener's thread: hop to the loop
+        def hinted(
+            accounts: dict[str, CleanRelease | None],
+        ) -> None:  # the listener's thread: hop to the loop
             loop.call_soon_threadsafe(self._on_hint, accounts)
 
         self._hinted = hinted
@@ -283,7 +302,8 @@ class Daemon:
             reason = f"released by {self.config.connector_id}; waiting for the next holder"
             released = await self.elector.release(account, Shown(AccountStatus.UNATTENDED, reason))
             if released is not None:  # clean: no write of ours at its epoch can land after it
-                self.hint_sender.note(account, released if clean else None)
+                newest = self.supervisor.newest_known(account, released.epoch())
+                self.hint_sender.note(account, CleanRelease(released, newest) if clean else None)
             if epoch is not None and released is None:  # a failed release: show it all the same (fenced)
                 with contextlib.suppress(Exception):
                     update = StatusUpdate(

@@ -12,8 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from connector.lease_record import LeaseView
-from connector.ports import HandoffHints
+from connector.ports import CleanRelease, HandoffHints
 
 log = logging.getLogger("wa_keeper.hints")
 
@@ -22,15 +21,16 @@ class HintSender:
     def __init__(self, hints: HandoffHints, targets: Callable[[], list[str]], delay_s: float = 0.05) -> None:
         """`targets`: the connectors to tell (the other live ones, as placement last saw them)."""
         self._hints, self._targets, self._delay_s = hints, targets, delay_s
-        self._pending: dict[str, LeaseView | None] = {}
+        self._pending: dict[str, CleanRelease | None] = {}
         self._task: asyncio.Task[None] | None = None
         self.sent = 0
         """Hint writes made (each to every target in one commit)."""
 
-    def note(self, account: str, clean: LeaseView | None = None) -> None:
+    def note(self, account: str, clean: CleanRelease | None = None) -> None:
         """`account` was just released: hint it with the others of the next flush.
         `clean`: the lease as released, when nothing of ours at its epoch can land after the
-        release (the receiver may then take it without reading it, and read its backups ahead)."""
+        release (the receiver may then take it without reading it, and read its backups ahead),
+        with our newest backup when we know it (the receiver then reads less, often nothing)."""
         self._pending[account] = clean
         if self._task is None:
             self._task = asyncio.create_task(self._flush_later())

@@ -147,6 +147,37 @@ class NextCommit:
     gap: bool
 
 
+@dataclass(frozen=True)
+class NewestBackup:
+    """An account's newest backup generation and the lease epoch it was written under, as the
+    connector releasing the account knew it (`generation` 0: there is none).
+
+    The holder at an epoch is the only writer of generations while it holds the lease, so
+    what it knew when it released cleanly is what the next holder would read."""
+
+    generation: int
+    lease_epoch: int
+
+    def __post_init__(self) -> None:
+        for name in ("generation", "lease_epoch"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise KeeperError(f"newest backup: {name} must be an integer >= 0, got {value!r}")
+        if (self.generation == 0) != (self.lease_epoch == 0):
+            raise KeeperError(
+                f"newest backup: generation {self.generation} with lease epoch {self.lease_epoch}"
+            )
+
+
+@dataclass(frozen=True)
+class CleanRelease:
+    """A lease released with nothing of its epoch left to land after it: the lease as released
+    (with its version), and the releaser's newest backup (None: it did not know it)."""
+
+    lease: LeaseView
+    newest: NewestBackup | None = None
+
+
 def check_one_each(accounts: Sequence[str], error: type[Exception] = KeeperError) -> None:
     """A batch of accounts' writes takes each account once: two in one commit have no order."""
     if len(set(accounts)) != len(accounts):
@@ -220,6 +251,11 @@ class BackupStore(Protocol):
     def newest(self, account: str) -> Manifest | None:
         """The newest generation, good or not, with its `head` (one read); None when there is
         none or it is unreadable."""
+        ...
+
+    def manifests_named(self, wanted: Mapping[str, int]) -> dict[str, Manifest]:
+        """The generation named for each account ({account: generation}), with its `head`, in
+        one batched read; an account is left out when that manifest does not read back whole."""
         ...
 
     def newest_many(self, accounts: Sequence[str]) -> dict[str, Manifest]:
@@ -378,15 +414,16 @@ class HandoffHints(Protocol):
     """`handoffs/{connector}`: accounts other connectors just released, for this one to read
     their leases now rather than at its next poll. Only a hint: the lease decides."""
 
-    def send(self, to: Sequence[str], released: Mapping[str, LeaseView | None]) -> None:
+    def send(self, to: Sequence[str], released: Mapping[str, CleanRelease | None]) -> None:
         """Add the `released` accounts to the hints of each connector in `to` (one commit).
-        Each maps to its lease as released (with its version) when the release was clean
-        (the old holder's last write done: nothing of that epoch can land after it), else None."""
+        Each maps to its clean release when the release was clean (the old holder's last write
+        done: nothing of that epoch can land after it), else None."""
         ...
 
-    def listen(self, me: str, on_hint: Callable[[dict[str, LeaseView | None]], None]) -> None:
+    def listen(self, me: str, on_hint: Callable[[dict[str, CleanRelease | None]], None]) -> None:
         """Call `on_hint` (from another thread) with the accounts hinted to `me` (as `send`
-        gave them; a lease wins over None); each is delivered once, then cleared."""
+        gave them; a clean release wins over None, a later epoch over an earlier one); each
+        is delivered once, then cleared."""
         ...
 
     def listening(self) -> bool:

@@ -28,7 +28,7 @@ from connector.account_machine import RUNNING, step
 from connector.clock import Clock
 from connector.grouping import Grouped
 from connector.metrics import ConnectorMetrics
-from connector.ports import EventSink, Shown, StatusUpdate, StatusWriter
+from connector.ports import EventSink, NewestBackup, Shown, StatusUpdate, StatusWriter
 from connector.tasks import cancel_and_wait
 from connector.vault_decisions import BackupRequest
 from connector.workers import protocol as wp
@@ -55,9 +55,14 @@ class Vault(Protocol):
 
     def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone: ...
 
-    def prefetch(self, held: Mapping[str, int]) -> None:
+    def prefetch(self, held: Mapping[str, int], known: Mapping[str, NewestBackup] | None = None) -> None:
         """Read ahead, in one batch, what `ensure` of these just-acquired accounts {account:
-        epoch} will need; `ensure` reads for itself whatever this did not get."""
+        epoch} will need (`known`: the newest backups their last holder named); `ensure` reads
+        for itself whatever this did not get."""
+        ...
+
+    def newest_known(self, account: str, epoch: int) -> NewestBackup | None:
+        """The account's newest backup as known while holding it at `epoch` (no I/O)."""
         ...
 
     def check_ahead(self, accounts: Sequence[str]) -> None:
@@ -230,7 +235,7 @@ class Supervisor:
             return
         self._prefetched[account] = self._prefetches.submit(account, epoch)
 
-    def read_ahead(self, epochs: Mapping[str, int]) -> None:
+    def read_ahead(self, epochs: Mapping[str, int], known: Mapping[str, NewestBackup] | None = None) -> None:
         """Read the newest backups of accounts about to be taken, {account: the epoch they will
         be held at}, at once, while their leases are being read and taken, and check their
         disk copies meanwhile (`check_ahead`).
@@ -240,7 +245,8 @@ class Supervisor:
         write before we hold `epoch` (connector/vault.py, `prefetch_newest`). Taken at another
         epoch, or not at all, the read is not used. At most one read per account is kept.
         The reads go in batches of `READ_AHEAD_BATCH`, side by side: the starts of the first
-        accounts of a large hint need not wait for the last ones' backups.
+        accounts of a large hint need not wait for the last ones' backups. `known`: the newest
+        backups the releaser named (fewer reads, often none: `SessionVault.prefetch_newest`).
         """
         wanted = {
             acc: e
@@ -254,16 +260,19 @@ class Supervisor:
             done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             for account, epoch in batch.items():
                 self._ahead[account] = (epoch, done)
-            tasks.append(asyncio.create_task(self._read_ahead(batch, done)))
+            named = {account: known[account] for account in batch if known and account in known}
+            tasks.append(asyncio.create_task(self._read_ahead(batch, named, done)))
         for i in range(0, len(accounts), CHECK_AHEAD_BATCH):
             tasks.append(asyncio.create_task(self._check_ahead(accounts[i : i + CHECK_AHEAD_BATCH])))
         for task in tasks:
             self._reading_ahead.add(task)
             task.add_done_callback(self._reading_ahead.discard)
 
-    async def _read_ahead(self, epochs: dict[str, int], done: asyncio.Future[None]) -> None:
+    async def _read_ahead(
+        self, epochs: dict[str, int], known: dict[str, NewestBackup], done: asyncio.Future[None]
+    ) -> None:
         try:
-            await asyncio.to_thread(self.vault.prefetch, epochs)
+            await asyncio.to_thread(self.vault.prefetch, epochs, known)
         except Exception as exc:  # each ensure then reads for itself
             log.warning("reading ahead for %d accounts about to be taken failed: %s", len(epochs), exc)
         finally:
@@ -284,6 +293,10 @@ class Supervisor:
         except Exception as exc:  # each ensure then reads for itself
             log.warning("reading ahead for %d accounts failed: %s", len(items), exc)
         return [None] * len(items)
+
+    def newest_known(self, account: str, epoch: int) -> NewestBackup | None:
+        """The account's newest backup as known while holding it at `epoch` (for a clean hint)."""
+        return self.vault.newest_known(account, epoch)
 
     async def release(self, account: str, within_s: float, show_released: bool = True) -> bool:
         """Stop the worker, final backup when connected, status `unattended` (unless not

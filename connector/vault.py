@@ -48,7 +48,15 @@ from connector.backup_crypto import (
 )
 from connector.clock import Clock
 from connector.errors import KeeperError
-from connector.ports import BackupStore, EventSink, Manifest, NextCommit, StaleEpochError, check_one_each
+from connector.ports import (
+    BackupStore,
+    EventSink,
+    Manifest,
+    NewestBackup,
+    NextCommit,
+    StaleEpochError,
+    check_one_each,
+)
 from connector.vault_decisions import (
     BackupOutcome,
     BackupRequest,
@@ -120,6 +128,9 @@ class SessionVault:
         self._volume_id: str | None = None
         self._newest: dict[str, tuple[int, Manifest | None]] = {}
         """Newest manifest per account, trusted while the lease epoch is the same."""
+        self._hinted: dict[str, tuple[int, NewestBackup]] = {}
+        """Per account, the newest backup its last holder named when it released the account
+        cleanly, for the epoch the account would be held at next (`prefetch_newest`)."""
         self._checked_ahead: dict[str, tuple[float, Fingerprint, DiskHealth]] = {}
         """Per account, a disk check made ahead of a takeover (`check_ahead`): when, of what."""
         self._known_good: dict[str, int] = {}
@@ -162,9 +173,11 @@ class SessionVault:
     def generations(self, account: str) -> list[Manifest]:
         return self.store.manifests(check_account_id(account))
 
-    def prefetch_newest(self, held: Mapping[str, int]) -> int:
+    def prefetch_newest(
+        self, held: Mapping[str, int], known: Mapping[str, NewestBackup] | None = None
+    ) -> int:
         """Read the newest generation of accounts just acquired, {account: epoch}, in two batched
-        reads instead of one query each at `ensure_session`; returns how many were found.
+        reads instead of one query each at `ensure_session`; returns how many were read.
 
         Only for leases already taken at those epochs: from then on no other host can commit
         a generation (its commits are fenced on the lease), so what is read stays the newest
@@ -173,14 +186,62 @@ class SessionVault:
         and nobody holds the lease until we take it at `epoch` (taking always increments it), so
         the read stays the newest if and only if we do; at any other epoch it is not used.
         Accounts not found here are read by `ensure_session` as before.
+
+        `known`: the newest backup the releaser named for some of them (a clean-release hint;
+        the same reasoning makes it the newest). Those need no summary read: a disk copy at
+        least as new needs no read at all (`ensure_session` decides on the name), the others
+        have their named manifest read, in one batched read.
         """
         for account in held:
             check_account_id(account)
-        found = self.store.newest_many(list(held))
-        for account, manifest in found.items():
+        known = {account: newest for account, newest in (known or {}).items() if account in held}
+        named: dict[str, int] = {}
+        for account, newest in known.items():
+            with self._lock(account):
+                self._hinted[account] = (held[account], newest)
+                if newest.generation and self._disk_may_need(account, newest):
+                    named[account] = newest.generation
+        found = self.store.manifests_named(named) if named else {}
+        for account, generation in named.items():
+            with self._lock(account):
+                manifest = found.get(account)
+                if manifest is None or manifest.lease_epoch != known[account].lease_epoch:
+                    log.warning(
+                        "%s: generation %d, named by its last holder, did not read back", account, generation
+                    )
+                    self._hinted.pop(account, None)  # ensure_session reads for itself
+                    found.pop(account, None)
+                else:
+                    self._newest[account] = (held[account], manifest)
+        unknown = [account for account in held if account not in known]
+        newest_found = self.store.newest_many(unknown) if unknown else {}
+        for account, manifest in newest_found.items():
             with self._lock(account):
                 self._newest[account] = (held[account], manifest)
-        return len(found)
+        return len(found) + len(newest_found)
+
+    def _disk_may_need(self, account: str, newest: NewestBackup) -> bool:
+        """Whether the restore order may want the newest manifest: no disk copy, or one not
+        known to be at least as new (its health is judged at `ensure_session`)."""
+        driven = self.disk.driven_epoch(account)
+        return (
+            driven is None
+            or disk_is_behind(newest.lease_epoch, driven)
+            or self.disk.fingerprint(account) is None
+        )
+
+    def newest_known(self, account: str, epoch: int) -> NewestBackup | None:
+        """The newest backup generation as known here while holding the lease at `epoch`
+        (read at the start of the hold, then each generation written): None when not known."""
+        cached = self._newest.get(account)
+        if cached is None or cached[0] != epoch:
+            return None
+        manifest = cached[1]
+        return (
+            NewestBackup(0, 0)
+            if manifest is None
+            else NewestBackup(manifest.generation, manifest.lease_epoch)
+        )
 
     def check_ahead(self, accounts: Sequence[str]) -> None:
         """Check the disk copies of accounts about to be taken (a handoff hint), while their
@@ -238,6 +299,7 @@ class SessionVault:
         with contextlib.ExitStack() as locks:
             for account in sorted(accounts):  # one order for every caller: no deadlock
                 locks.enter_context(self._lock(account))
+            self._read_unknown_newest(requests)
             uploads: list[tuple[int, Snapshot, bytes]] = []
             for i, r in enumerate(requests):
                 try:
@@ -271,6 +333,22 @@ class SessionVault:
                         result = exc
                     outcomes[i] = self._uploaded(requests[i], snap, result)
         return [o if o is not None else KeeperError("backup not done") for o in outcomes]
+
+    def _read_unknown_newest(self, requests: Sequence[BackupRequest]) -> None:
+        """The newest manifests not known here yet, for a group (a final backup soon after a
+        takeover that read none: `ensure_session` used the disk copy on its last holder's
+        word), in one batched read instead of one query each. What is not found is read per
+        account, as before. Called under the accounts' locks: nothing of ours lands meanwhile."""
+        unknown = {r.account: r.epoch for r in requests if self._newest.get(r.account, (None,))[0] != r.epoch}
+        if len(unknown) < 2:
+            return
+        try:
+            found = self.store.newest_many(list(unknown))
+        except Exception as exc:  # each reads its own
+            log.warning("reading the newest backups of %d accounts failed: %s", len(unknown), exc)
+            return
+        for account, manifest in found.items():
+            self._newest[account] = (unknown[account], dataclasses.replace(manifest, head=None))
 
     def _check_before_upload(self, r: BackupRequest) -> BackupOutcome | Snapshot:
         """The snapshot to upload, or the outcome without an upload (refused, unchanged)."""
@@ -308,7 +386,8 @@ class SessionVault:
         if isinstance(result, StaleEpochError):
             self._newest.pop(account, None)
             return BackupOutcome(BackupStatus.REFUSED, reason=f"stale lease epoch: {result}")
-        if isinstance(result, Exception):
+        if isinstance(result, Exception):  # it may have landed all the same: the newest is unknown
+            self._newest.pop(account, None)
             return result
         manifest, uploaded, orphans_possible = result
         generation = manifest.generation
@@ -485,14 +564,24 @@ class SessionVault:
             driven = self.disk.driven_epoch(account) if usable else None
             if usable and driven == epoch:  # a reconnect in the same hold: nothing newer can exist
                 return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid)
-            cached = self._newest.get(account)
+            cached, hinted = self._newest.get(account), self._hinted.pop(account, None)
             if cached is not None and cached[0] == epoch:  # prefetched, or ours in this hold
                 newest = _Read(cached[1])
+            elif (
+                hinted is not None
+                and hinted[0] == epoch
+                and usable
+                and not disk_is_behind(hinted[1].lease_epoch, driven)
+            ):
+                self._mark_driven(account, epoch)  # as new as the newest backup its last holder named
+                return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid)
             else:  # one read: the restore and the first backup use it
                 newest = _Read(self.store.newest(account))
-            if newest.manifest is not None:
-                self._newest[account] = (epoch, dataclasses.replace(newest.manifest, head=None))
-            if usable and not disk_is_behind(newest.manifest, driven):
+            bare = None if newest.manifest is None else dataclasses.replace(newest.manifest, head=None)
+            self._newest[account] = (epoch, bare)  # what the first backup compares against
+            if usable and not disk_is_behind(
+                None if newest.manifest is None else newest.manifest.lease_epoch, driven
+            ):
                 self._mark_driven(account, epoch)
                 return EnsureOutcome(EnsureAction.USED_DISK, health, jid=health.jid)
             restored = self.restore(account, epoch, expected_jid=expected_jid, newest=newest)
@@ -543,6 +632,7 @@ class SessionVault:
             deleted = self.store.wipe(account, epoch)
             shutil.rmtree(self.disk.folder(account), ignore_errors=True)
             self._newest.pop(account, None)
+            self._hinted.pop(account, None)
             self._known_good.pop(account, None)
             self._emit(
                 EventType.WIPED, account, epoch, f"disk session and {deleted} backup generations deleted"

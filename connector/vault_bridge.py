@@ -16,7 +16,7 @@ from connector import account as a
 from connector.adapters.disk_sessions import DiskState
 from connector.clock import Clock, SystemClock
 from connector.metrics import ConnectorMetrics
-from connector.ports import StaleEpochError
+from connector.ports import NewestBackup, StaleEpochError
 from connector.vault import (
     BackupOutcome,
     BackupRequest,
@@ -52,8 +52,11 @@ class VaultBridge:
             return a.EnsureDone(jid=outcome.jid, generation=generation)
         return a.EnsureDone(jid=None)
 
-    def prefetch(self, held: Mapping[str, int]) -> None:
-        self.vault.prefetch_newest(held)
+    def prefetch(self, held: Mapping[str, int], known: Mapping[str, NewestBackup] | None = None) -> None:
+        self.vault.prefetch_newest(held, known)
+
+    def newest_known(self, account: str, epoch: int) -> NewestBackup | None:
+        return self.vault.newest_known(account, epoch)
 
     def check_ahead(self, accounts: Sequence[str]) -> None:
         self.vault.check_ahead(accounts)

@@ -79,11 +79,12 @@ def disk_is_usable(health: DiskHealth, expected_jid: str | None) -> bool:
     return health.state is DiskState.OK and (expected_jid is None or health.jid == expected_jid)
 
 
-def disk_is_behind(newest: Manifest | None, driven_epoch: int | None) -> bool:
+def disk_is_behind(newest_epoch: int | None, driven_epoch: int | None) -> bool:
     """A healthy disk copy is outdated when the newest generation was written under a later
-    lease than the one this copy was last driven under: another host drove the account since
-    (and handed it back with a final backup). Unknown epochs never make it outdated."""
-    return newest is not None and driven_epoch is not None and newest.lease_epoch > driven_epoch
+    lease (`newest_epoch`; None: no generation) than the one this copy was last driven under:
+    another host drove the account since (and handed it back with a final backup). Unknown
+    epochs never make it outdated."""
+    return newest_epoch is not None and driven_epoch is not None and newest_epoch > driven_epoch
 
 
 def restore_candidates(manifests: list[Manifest], generation: int | None = None) -> list[Manifest]:

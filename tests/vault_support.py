@@ -11,14 +11,16 @@ import contextlib
 import gc
 import os
 import sqlite3
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
 from connector.adapters.disk_sessions import DiskSessions, Opener
+from connector.adapters.memory_backups import MemoryBackupStore
 from connector.backup_crypto import Keyring
 from connector.clock import FakeClock
-from connector.ports import BackupStore, MemoryEventSink
+from connector.ports import BackupStore, Manifest, MemoryEventSink, NextCommit
 from connector.sessions.whatsmeow import DeviceKeys, copy_template, make_schema, write_device
 from connector.settings import BackupKey
 from connector.vault import SessionVault
@@ -117,3 +119,55 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 def key_base64(key: BackupKey) -> str:
     return base64.b64encode(key.material).decode()
+
+
+class CountingStore(MemoryBackupStore):
+    """Which store calls a backup makes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> NextCommit:
+        self.calls.append("commit_next")
+        return super().commit_next(account, epoch, build)
+
+    def reserve_generation(self, account: str, epoch: int) -> int:
+        self.calls.append("reserve_generation")
+        return super().reserve_generation(account, epoch)
+
+    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
+        self.calls.append("write_chunks")
+        super().write_chunks(account, generation, chunks, start)
+
+    def commit(self, manifest: Manifest) -> None:
+        self.calls.append("commit")
+        super().commit(manifest)
+
+    def orphan_generations(self, account: str) -> list[int]:
+        self.calls.append("orphan_generations")
+        return super().orphan_generations(account)
+
+    def mark_good(self, account: str, generation: int) -> bool:
+        self.calls.append(f"mark_good {generation}")
+        return super().mark_good(account, generation)
+
+    def newest(self, account: str) -> Manifest | None:
+        self.calls.append("newest")
+        return super().newest(account)
+
+    def newest_good(self, account: str) -> Manifest | None:
+        self.calls.append("newest_good")
+        return super().newest_good(account)
+
+    def manifests(self, account: str, limit: int | None = None) -> list[Manifest]:
+        self.calls.append("manifests")
+        return super().manifests(account, limit)
+
+    def newest_many(self, accounts: Sequence[str]) -> dict[str, Manifest]:
+        self.calls.append("newest_many")
+        return super().newest_many(accounts)
+
+    def manifests_named(self, wanted: Mapping[str, int]) -> dict[str, Manifest]:
+        self.calls.append("manifests_named")
+        return super().manifests_named(wanted)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -400,14 +400,18 @@ class FirestoreBackupStore:
                 generation = summary.get("generation") if isinstance(summary, dict) else None
                 if isinstance(generation, int) and not isinstance(generation, bool) and generation > 0:
                     named[snap.id] = generation
+        return self.manifests_named(named)
+
+    def manifests_named(self, wanted: Mapping[str, int]) -> dict[str, Manifest]:
         found: dict[str, Manifest] = {}
-        wanted = list(named.items())
-        for start in range(0, len(wanted), GET_ALL_BATCH):
-            refs = [self._manifest(a, g) for a, g in wanted[start : start + GET_ALL_BATCH]]
+        named = list(wanted.items())
+        for start in range(0, len(named), GET_ALL_BATCH):
+            refs = [self._manifest(a, g) for a, g in named[start : start + GET_ALL_BATCH]]
             for snap in self._db.get_all(refs):
                 account = snap.reference.parent.parent.id
                 for manifest in self._parsed(account, [snap] if snap.exists else []):
-                    found[account] = manifest
+                    if manifest.generation == wanted.get(account):
+                        found[account] = manifest
             self.stats.add(reads=len(refs))
         return found
 

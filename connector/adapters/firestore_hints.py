@@ -28,17 +28,19 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 
+from connector.errors import KeeperError
 from connector.lease_record import LeaseError, LeaseRecord, LeaseView, check_id
+from connector.ports import CleanRelease, NewestBackup
 from wa_wire import Collections
 
 log = logging.getLogger("wa_keeper.hints")
 
 
-def hinted_accounts(doc_id: str, data: dict[str, Any] | None) -> dict[str, LeaseView | None]:
-    """The valid hints of a hint document: account id -> its lease as released, for a clean
-    release (see `clean`), else None. What is malformed is logged and skipped."""
+def hinted_accounts(doc_id: str, data: dict[str, Any] | None) -> dict[str, CleanRelease | None]:
+    """The valid hints of a hint document: account id -> its clean release (see `clean`), else
+    None. What is malformed is logged and skipped (a malformed `backup` only drops the backup)."""
     where = f"{Collections.HANDOFFS}/{doc_id}"
-    hinted: dict[str, LeaseView | None] = {}
+    hinted: dict[str, CleanRelease | None] = {}
     for account in _entries(where, data, "accounts"):
         try:
             hinted[check_id("account", account)] = None
@@ -51,9 +53,26 @@ def hinted_accounts(doc_id: str, data: dict[str, Any] | None) -> dict[str, Lease
             log.warning("%s: ignored a clean-release hint: %s", where, exc)
             continue
         known = hinted.get(view.account)
-        if known is None or known.epoch() < view.epoch():
-            hinted[view.account] = view
+        if known is None or known.lease.epoch() < view.epoch():
+            hinted[view.account] = CleanRelease(view, _newest_backup(where, view, entry))
     return dict(sorted(hinted.items()))
+
+
+def _newest_backup(where: str, view: LeaseView, entry: dict[str, Any]) -> NewestBackup | None:
+    """`backup: {generation, lease_epoch}` of a clean release; absent or malformed: unknown."""
+    backup = entry.get("backup")
+    if backup is None:
+        return None
+    try:
+        if not isinstance(backup, dict):
+            raise KeeperError(f"expected a map, got {backup!r}")
+        newest = NewestBackup(backup.get("generation"), backup.get("lease_epoch"))  # type: ignore[arg-type]
+        if newest.lease_epoch > view.epoch():
+            raise KeeperError(f"lease epoch {newest.lease_epoch} is after the release at {view.epoch()}")
+    except KeeperError as exc:
+        log.warning("%s: %s: ignored the newest backup of a clean release: %s", where, view.account, exc)
+        return None
+    return newest
 
 
 def _released_view(entry: object) -> LeaseView:
@@ -103,11 +122,24 @@ class Unheard:
     def __init__(self) -> None:
         self._heard: set[tuple[str, str | None]] = set()
 
-    def take(self, hinted: dict[str, LeaseView | None]) -> dict[str, LeaseView | None]:
-        seen = {(a, None if v is None else v.version) for a, v in hinted.items()}
-        fresh = {a: v for a, v in hinted.items() if (a, None if v is None else v.version) not in self._heard}
+    def take(self, hinted: dict[str, CleanRelease | None]) -> dict[str, CleanRelease | None]:
+        seen = {(a, None if c is None else c.lease.version) for a, c in hinted.items()}
+        fresh = {
+            a: c for a, c in hinted.items() if (a, None if c is None else c.lease.version) not in self._heard
+        }
         self._heard = seen  # once cleared, an entry may be heard again
         return fresh
+
+
+def _clean_entry(account: str, clean: CleanRelease | None) -> dict[str, Any] | None:
+    """`{account, lease, version, backup?}` of a clean release (None: not one that can be hinted)."""
+    view = None if clean is None else clean.lease
+    if clean is None or view is None or view.record is None or view.version is None:
+        return None
+    entry: dict[str, Any] = {"account": account, "lease": view.record.to_fields(), "version": view.version}
+    if clean.newest is not None:
+        entry["backup"] = {"generation": clean.newest.generation, "lease_epoch": clean.newest.lease_epoch}
+    return entry
 
 
 class FirestoreHandoffHints:
@@ -119,16 +151,12 @@ class FirestoreHandoffHints:
     def _doc(self, connector: str) -> firestore.DocumentReference:
         return self._client.collection(Collections.HANDOFFS).document(check_id("connector id", connector))
 
-    def send(self, to: Sequence[str], released: Mapping[str, LeaseView | None]) -> None:
+    def send(self, to: Sequence[str], released: Mapping[str, CleanRelease | None]) -> None:
         hinted = {check_id("account", a): v for a, v in released.items()}
         targets = [check_id("connector id", c) for c in to]
         if not targets or not hinted:
             return
-        clean = [
-            {"account": a, "lease": v.record.to_fields(), "version": v.version}
-            for a, v in sorted(hinted.items())
-            if v is not None and v.record is not None and v.version is not None
-        ]
+        clean = [entry for a, c in sorted(hinted.items()) if (entry := _clean_entry(a, c)) is not None]
         fields: dict[str, Any] = {"accounts": firestore.ArrayUnion(sorted(hinted))}
         if clean:
             fields["clean"] = firestore.ArrayUnion(clean)
@@ -138,7 +166,7 @@ class FirestoreHandoffHints:
             batch.set(self._doc(connector), fields, merge=True)
         batch.commit()
 
-    def listen(self, me: str, on_hint: Callable[[dict[str, LeaseView | None]], None]) -> None:
+    def listen(self, me: str, on_hint: Callable[[dict[str, CleanRelease | None]], None]) -> None:
         self.stop()
         doc = self._doc(me)
         unheard = Unheard()

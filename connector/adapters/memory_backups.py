@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from connector.errors import KeeperError
 from connector.ports import Manifest, NextCommit, StaleEpochError, check_next_manifest, check_one_each
@@ -135,6 +135,10 @@ class MemoryBackupStore:
                 if isinstance(generation, int) and (account, generation) in self._manifests:
                     found[account] = self._manifests[(account, generation)]
         return found
+
+    def manifests_named(self, wanted: Mapping[str, int]) -> dict[str, Manifest]:
+        with self._lock:
+            return {a: self._manifests[(a, g)] for a, g in wanted.items() if (a, g) in self._manifests}
 
     def read_chunks(self, account: str, generation: int, count: int, start: int = 0) -> list[bytes | None]:
         with self._lock:

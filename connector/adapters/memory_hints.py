@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from connector.lease_record import LeaseView, check_id
+from connector.ports import CleanRelease
 
 
 class HintBoard:
@@ -12,13 +13,13 @@ class HintBoard:
 
     def __init__(self) -> None:
         self.docs: dict[str, list[str]] = {}
-        self.clean: dict[str, dict[str, LeaseView]] = {}
-        self.listeners: dict[str, Callable[[dict[str, LeaseView | None]], None]] = {}
+        self.clean: dict[str, dict[str, CleanRelease]] = {}
+        self.listeners: dict[str, Callable[[dict[str, CleanRelease | None]], None]] = {}
 
     def deliver(self, connector: str) -> None:
         on_hint = self.listeners.get(connector)
         clean = self.clean.get(connector, {})
-        hinted: dict[str, LeaseView | None] = {
+        hinted: dict[str, CleanRelease | None] = {
             a: clean.get(a) for a in sorted(set(self.docs.get(connector, [])))
         }
         if on_hint is not None and hinted:
@@ -31,7 +32,7 @@ class MemoryHandoffHints:
         self.board = board
         self._me: str | None = None
 
-    def send(self, to: Sequence[str], released: Mapping[str, LeaseView | None]) -> None:
+    def send(self, to: Sequence[str], released: Mapping[str, CleanRelease | None]) -> None:
         hinted = {check_id("account", a): v for a, v in released.items()}
         targets = [check_id("connector id", c) for c in to]
         if not hinted:
@@ -39,15 +40,17 @@ class MemoryHandoffHints:
         for connector in targets:
             self.board.docs.setdefault(connector, []).extend(hinted)
             clean = self.board.clean.setdefault(connector, {})
-            for account, view in hinted.items():
-                if view is None or view.record is None or view.version is None:
+            for account, release in hinted.items():
+                view = None if release is None else release.lease
+                if release is None or view is None or view.record is None or view.version is None:
                     continue
                 known = clean.get(account)
-                if known is None or known.epoch() < view.epoch():  # as a stored hint reads back:
-                    clean[account] = LeaseView(account, view.record, None, version=view.version)
+                if known is None or known.lease.epoch() < view.epoch():  # as a stored hint reads back:
+                    stored = LeaseView(account, view.record, None, version=view.version)
+                    clean[account] = CleanRelease(stored, release.newest)
             self.board.deliver(connector)
 
-    def listen(self, me: str, on_hint: Callable[[dict[str, LeaseView | None]], None]) -> None:
+    def listen(self, me: str, on_hint: Callable[[dict[str, CleanRelease | None]], None]) -> None:
         self._me = check_id("connector id", me)
         self.board.listeners[me] = on_hint
         self.board.deliver(me)

@@ -454,6 +454,18 @@ def test_newest_many_follows_a_newer_generation_and_a_deleted_one(rig: Rig) -> N
     assert rig.store.newest_many(["acct-a"])["acct-a"].generation == 1
 
 
+def test_manifests_named_reads_the_named_generation_of_each_account_with_its_head(rig: Rig) -> None:
+    a1 = write_inline(rig, manifest("acct-a", 1, chunk_count=1))
+    write_inline(rig, manifest("acct-a", 2, chunk_count=1))
+    b = write_inline(rig, manifest("acct-b", 1, chunk_count=2))
+    found = rig.store.manifests_named({"acct-a": 1, "acct-b": 1, "acct-c": 1, "acct-d": 0})
+    assert sorted(found) == ["acct-a", "acct-b"]  # none of acct-c; no generation 0
+    assert (found["acct-a"].generation, found["acct-a"].head) == (1, a1[0])  # the one named, not the newest
+    assert (found["acct-b"].generation, found["acct-b"].head) == (1, b[0])
+    assert found["acct-a"] == rig.store.manifest("acct-a", 1)
+    assert rig.store.manifests_named({"acct-a": 3}) == {} and rig.store.manifests_named({}) == {}
+
+
 def test_firestore_newest_many_leaves_out_a_summary_naming_no_readable_manifest(
     clean_firestore: firestore.Client,
 ) -> None:

@@ -13,7 +13,7 @@ from google.cloud import firestore
 from connector.adapters.firestore_hints import FirestoreHandoffHints, Unheard, hinted_accounts
 from connector.adapters.memory_hints import HintBoard, MemoryHandoffHints
 from connector.lease_record import LeaseError, LeaseRecord, LeaseView
-from connector.ports import HandoffHints
+from connector.ports import CleanRelease, HandoffHints, NewestBackup
 from tests.integration.failover_support import Check
 from tests.integration.stack_support import wait_until
 from wa_wire import Collections
@@ -34,7 +34,9 @@ def memory_rig() -> Rig:
         if connector not in board.docs:
             return None
         clean = board.clean.get(connector, {})
-        return list(board.docs[connector]), [{"account": a, "version": v.version} for a, v in clean.items()]
+        return list(board.docs[connector]), [
+            {"account": a, "version": c.lease.version} for a, c in clean.items()
+        ]
 
     return Rig(make=lambda: MemoryHandoffHints(board), raw=raw)
 
@@ -67,22 +69,26 @@ def released(account: str, epoch: int, version: str = "2026-11-26T10:00:00.12345
     return LeaseView(account, record, AT, written=True, version=version)
 
 
-def epochs(hinted: Mapping[str, LeaseView | None]) -> dict[str, int | None]:
-    return {a: None if v is None else v.epoch() for a, v in hinted.items()}
+def clean(account: str, epoch: int, newest: NewestBackup | None = None) -> CleanRelease:
+    return CleanRelease(released(account, epoch), newest)
+
+
+def epochs(hinted: Mapping[str, CleanRelease | None]) -> dict[str, int | None]:
+    return {a: None if c is None else c.lease.epoch() for a, c in hinted.items()}
 
 
 class Heard:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.hints: list[dict[str, LeaseView | None]] = []
+        self.hints: list[dict[str, CleanRelease | None]] = []
 
-    def __call__(self, hinted: dict[str, LeaseView | None]) -> None:
+    def __call__(self, hinted: dict[str, CleanRelease | None]) -> None:
         with self.lock:
             self.hints.append(dict(hinted))
 
-    def views(self) -> dict[str, LeaseView | None]:
+    def views(self) -> dict[str, CleanRelease | None]:
         with self.lock:
-            merged: dict[str, LeaseView | None] = {}
+            merged: dict[str, CleanRelease | None] = {}
             for hint in self.hints:
                 merged.update(hint)
             return merged
@@ -105,14 +111,16 @@ def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
     c.listen("conn-c", heard_c)
     wait_until("both listening", lambda: b.listening() and c.listening(), 30)
     try:
-        sender.send(["conn-b", "conn-c"], {"acct-1": None, "acct-2": released("acct-2", 4)})
+        sender.send(["conn-b", "conn-c"], {"acct-1": None, "acct-2": clean("acct-2", 4, NewestBackup(9, 3))})
         sender.send(["conn-b"], {"acct-3": None})
         three = {"acct-1": None, "acct-2": 4, "acct-3": None}
         wait_until("conn-b hearing three", lambda: hearing(heard_b, b, three), 30)
         wait_until("conn-c hearing two", lambda: hearing(heard_c, c, {"acct-1": None, "acct-2": 4}), 30)
         wait_until("conn-b's hints cleared", lambda: rig.raw("conn-b") == ([], []), 30)
-        # the lease as released comes over whole: the receiver acquires on it without a read
-        assert heard_c.views()["acct-2"] == replace(released("acct-2", 4), server_now=None, written=False)
+        # the lease as released comes over whole: the receiver acquires on it without a read;
+        # and the releaser's newest backup: the receiver reads less ahead, often nothing
+        lease = replace(released("acct-2", 4), server_now=None, written=False)
+        assert heard_c.views()["acct-2"] == CleanRelease(lease, NewestBackup(9, 3))
     finally:
         b.stop()
         c.stop()
@@ -122,7 +130,7 @@ def test_hints_reach_each_target_and_are_cleared_once_heard(rig: Rig) -> None:
 def test_hints_sent_before_the_target_listens_reach_it_when_it_does(rig: Rig) -> None:
     sender = rig.make()
     sender.send(["conn-b"], {"acct-1": None, "acct-2": None})
-    sender.send(["conn-b"], {"acct-2": released("acct-2", 7)})
+    sender.send(["conn-b"], {"acct-2": clean("acct-2", 7)})
     late, heard = rig.make(), Heard()
     late.listen("conn-b", heard)
     try:  # both waiting hints of acct-2 arrive as one: its released lease wins over the bare id
@@ -143,7 +151,7 @@ def test_a_bad_account_or_connector_id_is_refused(rig: Rig) -> None:
     with pytest.raises(LeaseError):
         hints.send(["conn-b"], {"bad/id": None})
     with pytest.raises(LeaseError):
-        hints.send(["bad/id"], {"acct-1": released("acct-1", 3)})
+        hints.send(["bad/id"], {"acct-1": clean("acct-1", 3)})
     assert rig.raw("conn-b") is None
 
 
@@ -185,6 +193,32 @@ def test_a_malformed_hint_document_is_logged_and_its_valid_hints_kept(
     assert ("handoffs/conn-b" in caplog.text) is logged
 
 
+@pytest.mark.parametrize(
+    ("backup", "expected"),
+    [
+        (None, None),
+        ({"generation": 5, "lease_epoch": 3}, NewestBackup(5, 3)),
+        ({"generation": 0, "lease_epoch": 0}, NewestBackup(0, 0)),  # it had none
+        ("5", None),
+        ({"generation": "5", "lease_epoch": 3}, None),
+        ({"generation": 5, "lease_epoch": True}, None),
+        ({"generation": -1, "lease_epoch": 3}, None),
+        ({"generation": 5}, None),
+        ({"generation": 5, "lease_epoch": 0}, None),
+        ({"generation": 5, "lease_epoch": 4}, None),  # written after the release at epoch 3: cannot be
+    ],
+)
+def test_the_newest_backup_of_a_clean_release_is_kept_only_when_well_formed(
+    backup: object, expected: NewestBackup | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    fields = entry("acct-1", 3) | ({} if backup is None else {"backup": backup})
+    hinted = hinted_accounts("conn-b", {"clean": [fields]})
+    assert epochs(hinted) == {"acct-1": 3}  # the clean release stands either way
+    release = hinted["acct-1"]
+    assert release is not None and release.newest == expected
+    assert ("ignored the newest backup" in caplog.text) is (backup is not None and expected is None)
+
+
 def test_malformed_entries_are_cleared_with_the_valid_ones(clean_firestore: firestore.Client) -> None:
     """Written by hand (no sender writes them): heard once, then gone, not warned about forever."""
     doc = clean_firestore.collection(Collections.HANDOFFS).document("conn-b")
@@ -205,7 +239,8 @@ def test_malformed_entries_are_cleared_with_the_valid_ones(clean_firestore: fire
 
 def test_entries_shown_again_before_their_clear_landed_are_not_heard_twice() -> None:
     unheard = Unheard()
-    three, four = released("acct-2", 3, "v3"), released("acct-2", 4, "v4")
+    three = CleanRelease(released("acct-2", 3, "v3"))
+    four = CleanRelease(released("acct-2", 4, "v4"), NewestBackup(2, 3))
     assert unheard.take({"acct-1": None, "acct-2": three}) == {"acct-1": None, "acct-2": three}
     assert unheard.take({"acct-1": None, "acct-2": three, "acct-3": None}) == {"acct-3": None}
     assert unheard.take({"acct-2": four}) == {"acct-2": four}  # released again, at the next epoch

@@ -255,12 +255,14 @@ def test_sigterm_hands_off_to_a_visible_standby(two: Stack) -> None:
         watch.close()
     assert fs.leases(two.client, accounts) == {acc: (B, leases[acc][1] + 1) for acc in accounts}
     hints = re.findall(
-        r"hint: (\d+) accounts released by another connector \((\d+) cleanly\)",
+        r"hint: (\d+) accounts released by another connector \((\d+) cleanly, (\d+) naming",
         two.connectors[B][0].tail(400),
     )
     assert hints, f"{A}'s handoff hint did not reach {B}"
     # clean releases: taken without reading the lease, their backups read meanwhile
-    assert sum(int(clean) for _, clean in hints) >= 1, f"{A}'s hints named no clean release: {hints}"
+    assert sum(int(clean) for _, clean, _ in hints) >= 1, f"{A}'s hints named no clean release: {hints}"
+    # with the newest backup A knew: B read only the manifests it restored from
+    assert sum(int(named) for _, _, named in hints) >= 1, f"{A}'s hints named no backup: {hints}"
     assert_no_double_connection(two, accounts)
     took_over = two.http_status(B) or {}
     assert (took_over["standby"], sorted(took_over["leases"])) == (False, accounts)

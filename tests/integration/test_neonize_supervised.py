@@ -15,7 +15,7 @@ from pathlib import Path
 from connector import account as a
 from connector.adapters.memory_status import MemoryStatusWriter
 from connector.clock import SystemClock
-from connector.ports import MemoryEventSink
+from connector.ports import MemoryEventSink, NewestBackup
 from connector.sessions import whatsmeow
 from connector.supervisor import Supervisor, SupervisorConfig, Workers, backoff_delay
 from connector.vault_decisions import BackupRequest
@@ -30,7 +30,10 @@ CYCLES = 20
 class DiskOnlyVault:
     """The vault's answer for a session that is on disk and healthy."""
 
-    def prefetch(self, held: Mapping[str, int]) -> None:
+    def prefetch(self, held: Mapping[str, int], known: Mapping[str, NewestBackup] | None = None) -> None:
+        return None
+
+    def newest_known(self, account: str, epoch: int) -> NewestBackup | None:
         return None
 
     def check_ahead(self, accounts: Sequence[str]) -> None:

@@ -10,15 +10,16 @@ import pytest
 from connector.adapters.memory_hints import HintBoard, MemoryHandoffHints
 from connector.handoff_hints import HintSender
 from connector.lease_record import LeaseView
+from connector.ports import CleanRelease
 
 
 class Recording(MemoryHandoffHints):
     def __init__(self, board: HintBoard, fail: bool = False) -> None:
         super().__init__(board)
         self.fail = fail
-        self.writes: list[tuple[list[str], dict[str, LeaseView | None]]] = []
+        self.writes: list[tuple[list[str], dict[str, CleanRelease | None]]] = []
 
-    def send(self, to: Sequence[str], released: Mapping[str, LeaseView | None]) -> None:
+    def send(self, to: Sequence[str], released: Mapping[str, CleanRelease | None]) -> None:
         if self.fail:
             raise OSError("firestore unreachable")
         self.writes.append((list(to), dict(released)))
@@ -30,7 +31,7 @@ async def test_releases_close_together_make_one_write_to_every_target() -> None:
     hints = Recording(board)
     sender = HintSender(hints, lambda: ["conn-b", "conn-c"], delay_s=0.01)
     for n in range(50):
-        sender.note(f"acct-{n:02d}", LeaseView(f"acct-{n:02d}", None, None) if n % 2 else None)
+        sender.note(f"acct-{n:02d}", CleanRelease(LeaseView(f"acct-{n:02d}", None, None)) if n % 2 else None)
     await asyncio.sleep(0.05)
     assert len(hints.writes) == 1
     to, released = hints.writes[0]

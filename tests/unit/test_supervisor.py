@@ -14,7 +14,7 @@ import pytest
 from connector import account as a
 from connector.account_machine import BEGIN_REASON
 from connector.clock import SystemClock
-from connector.ports import MemoryEventSink, Shown, StatusUpdate
+from connector.ports import MemoryEventSink, NewestBackup, Shown, StatusUpdate
 from connector.supervisor import Supervisor, SupervisorConfig, backoff_delay
 from connector.vault_decisions import BackupRequest
 from connector.workers import protocol as wp
@@ -31,6 +31,8 @@ class FakeVault:
         self.problem: str | None = None
         self.calls: list[str] = []
         self.prefetches: list[dict[str, int]] = []
+        self.known: dict[str, dict[str, NewestBackup]] = {}  # by its first account: what a prefetch was told
+        self.newest: dict[tuple[str, int], NewestBackup] = {}
         self.checked_ahead: list[str] = []
         self.prefetch_fails = False
         self.order: list[str] = []  # prefetches and ensures as they happened
@@ -40,8 +42,9 @@ class FakeVault:
         self.backup_gate.set()
         self.backup_started = threading.Event()
 
-    def prefetch(self, held: Mapping[str, int]) -> None:
+    def prefetch(self, held: Mapping[str, int], known: Mapping[str, NewestBackup] | None = None) -> None:
         self.prefetches.append(dict(held))
+        self.known[min(held)] = dict(known or {})
         self.order.append("prefetch " + ",".join(sorted(held)))
         self.prefetch_gate.wait(30)
         if self.prefetch_fails:
@@ -49,6 +52,9 @@ class FakeVault:
 
     def check_ahead(self, accounts: Sequence[str]) -> None:
         self.checked_ahead.extend(accounts)
+
+    def newest_known(self, account: str, epoch: int) -> NewestBackup | None:
+        return self.newest.get((account, epoch))
 
     def ensure(self, account: str, expected_jid: str | None, epoch: int) -> a.EnsureDone:
         self.calls.append("ensure")
@@ -253,9 +259,14 @@ async def test_a_read_ahead_before_the_lease_serves_the_acquisition_at_its_epoch
 async def test_a_read_ahead_goes_in_batches_side_by_side_and_checks_the_disk_copies(rig: Rig) -> None:
     accounts = {f"acct-{i:02d}": 5 for i in range(30)}
     rig.vault.prefetch_gate.clear()
-    rig.sup.read_ahead(accounts)
+    named = {"acct-03": NewestBackup(4, 2), "acct-25": NewestBackup(0, 0), "other": NewestBackup(1, 1)}
+    rig.sup.read_ahead(accounts, named)
     await until(lambda: len(rig.vault.prefetches) == 2)  # both reads out at once
-    assert [sorted(p) for p in rig.vault.prefetches] == [sorted(accounts)[:20], sorted(accounts)[20:]]
+    assert sorted(sorted(p) for p in rig.vault.prefetches) == [sorted(accounts)[:20], sorted(accounts)[20:]]
+    assert rig.vault.known == {
+        "acct-00": {"acct-03": named["acct-03"]},
+        "acct-20": {"acct-25": named["acct-25"]},
+    }
     rig.vault.prefetch_gate.set()
     await until(lambda: len(rig.vault.checked_ahead) == 30)
     assert sorted(rig.vault.checked_ahead) == sorted(accounts)

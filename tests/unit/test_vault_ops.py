@@ -33,6 +33,7 @@ from tests.vault_support import (
     CONNECTOR,
     JID,
     OTHER_JID,
+    CountingStore,
     add_rows,
     change_one_row,
     event_types,
@@ -161,54 +162,6 @@ def test_losing_the_lease_during_a_backup_leaves_no_generation_and_no_chunks(
     outcome = vault.backup(A, JID, 1, True)
     assert outcome.status is BackupStatus.REFUSED
     assert store.manifests(A) == [] and store.orphan_generations(A) == []
-
-
-class CountingStore(MemoryBackupStore):
-    """Which store calls a backup makes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[str] = []
-
-    def commit_next(self, account: str, epoch: int, build: Callable[[int], Manifest]) -> NextCommit:
-        self.calls.append("commit_next")
-        return super().commit_next(account, epoch, build)
-
-    def reserve_generation(self, account: str, epoch: int) -> int:
-        self.calls.append("reserve_generation")
-        return super().reserve_generation(account, epoch)
-
-    def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:
-        self.calls.append("write_chunks")
-        super().write_chunks(account, generation, chunks, start)
-
-    def commit(self, manifest: Manifest) -> None:
-        self.calls.append("commit")
-        super().commit(manifest)
-
-    def orphan_generations(self, account: str) -> list[int]:
-        self.calls.append("orphan_generations")
-        return super().orphan_generations(account)
-
-    def mark_good(self, account: str, generation: int) -> bool:
-        self.calls.append(f"mark_good {generation}")
-        return super().mark_good(account, generation)
-
-    def newest(self, account: str) -> Manifest | None:
-        self.calls.append("newest")
-        return super().newest(account)
-
-    def newest_good(self, account: str) -> Manifest | None:
-        self.calls.append("newest_good")
-        return super().newest_good(account)
-
-    def manifests(self, account: str, limit: int | None = None) -> list[Manifest]:
-        self.calls.append("manifests")
-        return super().manifests(account, limit)
-
-    def newest_many(self, accounts: Sequence[str]) -> dict[str, Manifest]:
-        self.calls.append("newest_many")
-        return super().newest_many(accounts)
 
 
 def test_a_takeover_reads_one_manifest_for_the_restore_and_its_first_backup(

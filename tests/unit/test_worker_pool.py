@@ -13,7 +13,7 @@ import pytest
 from connector import account as a
 from connector.adapters.memory_status import MemoryStatusWriter
 from connector.clock import SystemClock
-from connector.ports import MemoryEventSink
+from connector.ports import MemoryEventSink, NewestBackup
 from connector.supervisor import Supervisor, SupervisorConfig, Workers
 from connector.vault_decisions import BackupRequest
 from connector.worker_pool import ProcessPerAccount, SharedProcess
@@ -23,7 +23,10 @@ JID = "15550001111:7@s.whatsapp.net"
 
 
 class SessionOnDisk:
-    def prefetch(self, held: Mapping[str, int]) -> None:
+    def prefetch(self, held: Mapping[str, int], known: Mapping[str, NewestBackup] | None = None) -> None:
+        return None
+
+    def newest_known(self, account: str, epoch: int) -> NewestBackup | None:
         return None
 
     def check_ahead(self, accounts: Sequence[str]) -> None:
