@@ -232,15 +232,36 @@ def summary(label: str, seconds: dict[str, float], bound: float | None = None) -
     print(line, flush=True)
 
 
-def renewals(stack: Stack, connector: str) -> str:
-    """The connector's lease renewal latency so far (/metrics histogram): count, mean, share over 2 s."""
+def histogram(stack: Stack, connector: str, name: str) -> dict[str, float]:
+    """The samples of one /metrics histogram of the connector: sample name (with labels) -> value."""
     _proc, port = stack.connectors[connector]
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     values: dict[str, float] = {}
     for line in text.splitlines():
-        if line.startswith("wa_keeper_lease_renew_seconds"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
+        if line.startswith(name):
+            sample, value = line.rsplit(" ", 1)
+            values[sample] = float(value)
+    return values
+
+
+def loop_lag(before: dict[str, float], after: dict[str, float]) -> str:
+    """How late the event loop woke between two readings of its lag histogram."""
+    base = "wa_keeper_event_loop_lag_seconds"
+    count = after.get(f"{base}_count", 0.0) - before.get(f"{base}_count", 0.0)
+    if not count:
+        return "no probes"
+    mean = (after.get(f"{base}_sum", 0.0) - before.get(f"{base}_sum", 0.0)) / count
+    over = []
+    for le in ("0.1", "0.25"):
+        bucket = f'{base}_bucket{{le="{le}"}}'
+        within = after.get(bucket, 0.0) - before.get(bucket, 0.0)
+        over.append(f"over {le} s: {(count - within) / count:.0%}")
+    return f"{count:.0f} probes, mean {mean:.3f} s late, " + ", ".join(over)
+
+
+def renewals(stack: Stack, connector: str) -> str:
+    """The connector's lease renewal latency so far (/metrics histogram): count, mean, share over 2 s."""
+    values = histogram(stack, connector, "wa_keeper_lease_renew_seconds")
     count = values.get("wa_keeper_lease_renew_seconds_count", 0.0)
     if not count:
         return "no renewals yet"
@@ -286,12 +307,14 @@ def handoff(stack: Stack, accounts: list[str], env: dict[str, str], deadline_s: 
     wait_until(f"{A} ready", lambda: ready(stack, A), 30, 0.1)
     print(f"\n{A} back as a standby, ready after {time.monotonic() - launched:.1f} s ({_load()})")
     proc, _port = stack.connectors[B]
+    lag_before = histogram(stack, A, "wa_keeper_event_loop_lag_seconds")
     started = time.time()
     signalled = time.monotonic()
     proc.signal(signal.SIGTERM)
     code = proc.popen.wait(120)
     exited = time.monotonic() - signalled
     wait_until(f"{A} holding every account", lambda: fs.connected_once(stack, A, accounts), deadline_s, 0.5)
+    lag = loop_lag(lag_before, histogram(stack, A, "wa_keeper_event_loop_lag_seconds"))
     print(f"\ngraceful handoff, SIGTERM of {B} holding {len(accounts)} accounts ({_load()}):")
     print(
         f"  {B} exited (final backups, unattended, leases released): {exited:6.2f} s (exit code {code}; target <= 3 s)"
@@ -306,6 +329,7 @@ def handoff(stack: Stack, accounts: list[str], env: dict[str, str], deadline_s: 
         back_after(started, fs.records(stack, accounts), accounts),
         3.0,
     )
+    print(f"  {A}'s event loop from the SIGTERM until all were back (probe every 50 ms): {lag}")
 
 
 def final_backups(stack: Stack, accounts: list[str], since: float) -> dict[str, float]:

@@ -33,6 +33,7 @@ from connector.handoff_hints import HintSender
 from connector.http_api import HttpApi, Readiness
 from connector.inbox import CommandInbox
 from connector.lease_loop import LeaseElector
+from connector.loop_lag import watch_loop_lag
 from connector.metrics import ConnectorMetrics
 from connector.outbox import Outbox
 from connector.ports import (
@@ -215,6 +216,9 @@ class Daemon:
             asyncio.create_task(self._every(self.config.placement_every_s, self.place), name="placement"),
             asyncio.create_task(self.inbox.run(), name="inbox"),
             asyncio.create_task(self._every(self.config.health_every_s, self.check_health), name="health"),
+            asyncio.create_task(
+                watch_loop_lag(self.clock, self.metrics.event_loop_lag.observe, self._stop), name="loop-lag"
+            ),
         ]
         self._spawn(self._warm())
         await self._stop.wait()

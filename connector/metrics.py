@@ -18,6 +18,10 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 """Seconds; wide on purpose: an event queued while Pub/Sub was down waits minutes."""
 
 
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""Seconds the event loop runs late: milliseconds when idle, tenths of a second when starved."""
+
+
 class ConnectorMetrics:
     """The connector's metric objects, registered on `self.registry`."""
 
@@ -52,6 +56,13 @@ class ConnectorMetrics:
             "wa_keeper_backup_lag_seconds",
             "Seconds the account's disk session has had changes that no backup holds yet.",
             ["account"],
+            registry=r,
+        )
+        self.event_loop_lag = Histogram(
+            "wa_keeper_event_loop_lag_seconds",
+            "How much later than asked the event loop woke from a short sleep: every hint, lease"
+            " decision and account start waits about that long per step (a busy or GIL-starved process).",
+            buckets=LAG_BUCKETS,
             registry=r,
         )
         self.lease_renew_seconds = Histogram(

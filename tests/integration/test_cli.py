@@ -267,6 +267,7 @@ def assert_metrics_counted(e2e: Stack, connector_id: str) -> None:
     assert metric(text, "wa_keeper_restores_total", source="backup", outcome="ok") >= 1
     assert metric(text, "wa_keeper_backup_uploaded_bytes_total") > 0
     assert metric(text, "wa_keeper_lease_renew_seconds_count") >= 1
+    assert metric(text, "wa_keeper_event_loop_lag_seconds_count") >= 1  # probed every 50 ms
     assert 0 <= metric(text, "wa_keeper_backup_age_seconds", account=A) < 300
 
 
