@@ -51,6 +51,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENTS = 100_000
 DEFAULT_BATCH_SIZE = 500
+DEFAULT_PACE_S = 0.25
+"""After a drain that sent a partial batch, the next waits this long from its start: in a
+burst (a takeover: each account's lease, restore and connect events within a second or
+two) an account's events then go out together, one publish each instead of one per event
+(the Pub/Sub client sends each ordering key, that is each account, in its own call)."""
 PUT_BATCH = 500
 """Events stored per transaction by `put`."""
 
@@ -115,6 +120,12 @@ def after_attempt(
     return updated
 
 
+def pace_delay(paced_from: float | None, now: float, pace_s: float) -> float:
+    """Seconds to wait before the next drain: what is left of `pace_s` since `paced_from`, the
+    start of the last drain that sent a partial batch (None: none since, drain at once)."""
+    return 0.0 if paced_from is None else max(0.0, paced_from + pace_s - now)
+
+
 def idle_delay(attempted: bool, wake_at: float | None, now: float) -> float | None:
     """How long the loop may wait before the next drain: 0 after work, until the
     earliest retry when accounts are backing off, else None (until an emit)."""
@@ -158,13 +169,14 @@ class Outbox:
         policy: RetryPolicy | None = None,
         max_events: int = DEFAULT_MAX_EVENTS,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        pace_s: float = DEFAULT_PACE_S,
     ) -> None:
         self._store = OutboxStore(path, max_events)
         self._publisher = publisher
         self._clock = clock
         self._metrics = metrics if metrics is not None else ConnectorMetrics()
         self._policy = policy if policy is not None else RetryPolicy()
-        self._batch_size = batch_size
+        self._batch_size, self._pace_s = batch_size, pace_s
         self._backoff: dict[str, Backoff] = {}
         self._published = 0
         self._failed_attempts = 0
@@ -277,13 +289,20 @@ class Outbox:
             )
 
     async def run_forever(self) -> None:
-        """Drain until `stop()`: right away after an emit, else at the next retry time."""
+        """Drain until `stop()`: right away after an emit (paced while events keep coming:
+        `DEFAULT_PACE_S`), else at the next retry time."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         store_failures = 0
+        paced_from: float | None = None
         try:
             while not self._stopping:
+                rest = pace_delay(paced_from, self._clock.monotonic(), self._pace_s)
+                if rest > 0:
+                    await self._clock.sleep(rest)  # `flush` sends what is left at shutdown
+                    continue
                 self._wake.clear()
+                started = self._clock.monotonic()
                 try:
                     report = await self.drain_once()
                     store_failures = 0
@@ -291,6 +310,8 @@ class Outbox:
                     store_failures += 1
                     log.error("outbox: %s", exc)
                     report = DrainReport(0, 0, self._clock.monotonic() + self._policy.delay(store_failures))
+                partial = report.attempted and report.sent + report.failed < self._batch_size
+                paced_from = started if partial and self._pace_s > 0 else None
                 delay = idle_delay(report.attempted, report.wake_at, self._clock.monotonic())
                 if delay != 0.0 and not self._stopping:
                     await self._wait(delay)

@@ -20,6 +20,7 @@ from connector.outbox import (
     OutboxFullError,
     RetryPolicy,
     default_outbox_path,
+    pace_delay,
 )
 from connector.ports import EventMessage, PublishOutcome
 from tests.integration.stack_support import wait_until
@@ -484,3 +485,70 @@ async def test_a_local_write_failure_after_publishing_means_a_duplicate_not_a_lo
     box.stop()
     await asyncio.wait_for(runner, 10)
     assert ids(publisher) == [evt.event_id, evt.event_id], "sent again under the same event_id"
+
+
+@pytest.mark.parametrize(
+    ("paced_from", "now", "rest", "case"),
+    [
+        (None, 10.0, 0.0, "no partial batch sent since: drain at once"),
+        (10.0, 10.1, 0.15, "a partial batch went out 0.1 s ago: gather for the rest of the pace"),
+        (10.0, 10.25, 0.0, "the pace is over"),
+        (10.0, 12.0, 0.0, "long over"),
+    ],
+)
+def test_pace_delay(paced_from: float | None, now: float, rest: float, case: str) -> None:
+    assert pace_delay(paced_from, now, 0.25) == pytest.approx(rest), case
+
+
+class GatedClock(FakeClock):
+    """`sleep` waits for the test to open `gate` (then advances as a FakeClock does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate, self.sleeping = asyncio.Event(), asyncio.Event()
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeping.set()
+        await self.gate.wait()
+        self.gate.clear()
+        self.sleeping.clear()
+        await super().sleep(seconds)
+
+
+class CountingPublisher(MemoryPublisher):
+    def __init__(self) -> None:
+        super().__init__(topic_exists=True)
+        self.calls: list[list[str]] = []  # the accounts of each publish call
+
+    async def publish(self, messages: Sequence[EventMessage]) -> list[PublishOutcome]:
+        self.calls.append([m.ordering_key for m in messages])
+        return await super().publish(messages)
+
+
+async def test_events_of_a_burst_go_out_together_after_the_pace(tmp_path: Path) -> None:
+    """The first event goes at once; those emitted while its drain's pace runs go in the next
+    drain, together: the Pub/Sub client then sends each account's events in one call."""
+    clock, publisher = GatedClock(), CountingPublisher()
+    box = Outbox(tmp_path / "outbox.db", publisher, clock, policy=NO_JITTER, pace_s=0.25)
+    try:
+        runner = asyncio.create_task(box.run_forever())
+        box.emit(event("acct-a"))
+        await until(lambda: publisher.calls == [["acct-a"]])
+        await until(clock.sleeping.is_set)  # pacing: nothing drains meanwhile
+        for account in ("acct-a", "acct-b", "acct-a"):
+            box.emit(event(account))
+        await asyncio.sleep(0.01)
+        assert publisher.calls == [["acct-a"]]
+        clock.gate.set()
+        await until(lambda: len(publisher.calls) == 2)
+        assert publisher.calls[1] == ["acct-a", "acct-b", "acct-a"]
+        await until(clock.sleeping.is_set)  # paced again after a partial batch
+        clock.gate.set()  # then idle: the next event goes at once
+        await until(lambda: not clock.sleeping.is_set())
+        box.emit(event("acct-c"))
+        await until(lambda: len(publisher.calls) == 3)
+        box.stop()
+        clock.gate.set()
+        await asyncio.wait_for(runner, 10)
+    finally:
+        box.close()
