@@ -94,6 +94,7 @@ def build_daemon(settings: Settings, *, require_persistent: bool, clock: Clock |
     )
     lease_config = LeaseConfig.for_ttl(settings.lease_ttl_s)
     lease_store = FirestoreLeaseStore(client, leases)
+    lease_store.start_threads()
 
     def elector(daemon: Daemon) -> LeaseElector:
         return LeaseElector(

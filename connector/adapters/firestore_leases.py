@@ -47,6 +47,7 @@ from connector.lease_record import (
     to_micros,
 )
 from connector.ports import Shown, StatusUpdate, check_one_each
+from connector.thread_pools import start_threads
 from wa_wire.names import Collections
 
 GET_ALL_BATCH = 300
@@ -59,6 +60,8 @@ Firestore takes up to 500 writes per commit."""
 Rule = Callable[[LeaseRecord | None], Mapping[str, Any] | None]
 
 
+LEASE_THREADS = 16
+"""Threads of each lease pool (acquisitions and releases; renewals)."""
 T = TypeVar("T")
 
 
@@ -97,8 +100,8 @@ class FirestoreLeaseStore:
         # Threads of their own: a renewal must never wait behind backups or status writes in
         # the default executor, nor behind the releases and acquisitions of a handoff of
         # hundreds of accounts, or the renew deadline passes and the lease is lost.
-        self._executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wa-leases")
-        self._renewals = ThreadPoolExecutor(max_workers=16, thread_name_prefix="wa-lease-renewals")
+        self._executor = ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="wa-leases")
+        self._renewals = ThreadPoolExecutor(max_workers=LEASE_THREADS, thread_name_prefix="wa-lease-renewals")
         self.versions = versions if versions is not None else LeaseVersions()
         """What this store last read or wrote of each lease; fenced writers share it (bootstrap)."""
         self.reads = 0
@@ -109,6 +112,11 @@ class FirestoreLeaseStore:
     async def _run(self, fn: Callable[..., T], *args: Any, executor: ThreadPoolExecutor | None = None) -> T:
         pool = self._executor if executor is None else executor
         return await asyncio.get_running_loop().run_in_executor(pool, functools.partial(fn, *args))
+
+    def start_threads(self) -> None:
+        """Start every thread of both pools now (a daemon, at start-up: connector/thread_pools.py)."""
+        start_threads(self._executor, LEASE_THREADS)
+        start_threads(self._renewals, LEASE_THREADS)
 
     def _ref(self, account: str) -> firestore.DocumentReference:
         return self._db.collection(Collections.LEASES).document(check_id("account", account))

@@ -7,11 +7,15 @@ Two properties of the client shape this adapter:
 - After a failed publish the client pauses that ordering key; every later
   publish of the key fails until `resume_publish`. This adapter resumes each
   failed key once the call's outcomes are in.
+- The client starts a thread for each batch it commits (one per ordering key), from
+  inside `publish`, and `Thread.start` waits until that thread runs: the calls go
+  from a worker thread, never from the event loop (connector/thread_pools.py says why).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import os
 from collections.abc import Callable, Sequence
@@ -110,17 +114,18 @@ class PubSubPublisher:
     async def publish(self, messages: Sequence[EventMessage]) -> list[PublishOutcome]:
         if self._closed:
             raise PublisherError("the publisher is closed")
-        pending = [self._start(message) for message in messages]
+        started = await asyncio.to_thread(lambda: [self._start(message) for message in messages])
+        pending = [item if isinstance(item, BaseException) else asyncio.wrap_future(item) for item in started]
         outcomes = list(await asyncio.gather(*(self._outcome(item) for item in pending)))
         for message, outcome in zip(messages, outcomes, strict=True):
             if not outcome.ok:
                 self._resume(message.ordering_key)
         return outcomes
 
-    def _start(self, message: EventMessage) -> asyncio.Future[Any] | BaseException:
+    def _start(self, message: EventMessage) -> concurrent.futures.Future[Any] | BaseException:
         """Hand one message to the client (in call order, which keeps each key's order)."""
         try:
-            future = self._client.publish(
+            future: concurrent.futures.Future[Any] = self._client.publish(
                 self.topic_path,
                 message.data,
                 ordering_key=message.ordering_key,
@@ -130,7 +135,7 @@ class PubSubPublisher:
             )
         except Exception as exc:
             return exc
-        return asyncio.wrap_future(future)
+        return future
 
     async def _outcome(self, item: asyncio.Future[Any] | BaseException) -> PublishOutcome:
         if isinstance(item, BaseException):

@@ -7,7 +7,6 @@ import asyncio
 import logging
 import signal
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -33,11 +32,12 @@ def run(args: argparse.Namespace) -> int:
 async def _main(args: argparse.Namespace) -> int:
     from connector.bootstrap import build_daemon  # noqa: PLC0415 - heavy imports only for run
     from connector.settings import load_settings  # noqa: PLC0415
+    from connector.thread_pools import started_pool  # noqa: PLC0415
 
     loop = asyncio.get_running_loop()
     # Vault backups, status writes and command claims run in threads; with hundreds of
     # accounts the default pool (cores + 4) would queue them for seconds.
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=48, thread_name_prefix="wa-io"))
+    loop.set_default_executor(started_pool(48, "wa-io"))  # no thread started on the loop later
     daemon = build_daemon(load_settings(), require_persistent=args.require_persistent)
     terms = 0
 
