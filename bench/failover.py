@@ -171,6 +171,34 @@ forced GIL switch, 5 ms), and 32 ms with the machine saturated by other processe
 sys.setswitchinterval(0.001) brings it to 84 ms there, but in this bench (2 runs) it gave
 max 5.11 s (90) and 4.05 s (89), against 4.52 s (92) without: not adopted.
 Not met here: back within 3 s at 200.
+
+Session 9, same machine and method. Changes: a clean release names the releaser's newest
+backup in its hint (the new holder reads nothing for a disk copy at least as new, and only
+the named manifests of the others, in one batched read: before, summaries then manifests
+for all); the outbox paces its drains in a burst (0.25 s), so an account's events go out in
+one Pub/Sub call; no Thread.start on the event loop (the pools start their threads up
+front, the Pub/Sub client's publish calls go from a worker thread: py-spy had caught the
+loop waiting in Thread.start); the hint receiver clears what it heard from a thread of its
+own (in the listener's callback each clear held up the next hint by a round trip: 0.78 s
+once). A probe of the new holder's event loop (now wa_keeper_event_loop_lag_seconds) woke
+70-165 ms late, once 455 ms, through a takeover before these; 13-39 ms late on average
+after. Session 8's final code (fc31d13) alternated with this session's code as it landed;
+(n) = final backups needed:
+  fc31d13: max 3.84 (66), 4.18 (74), 4.51 (58), 4.80 (71), 3.88 (43), 5.33 (95), 3.80 (57),
+           4.72 (75); final backups written by 1.00-1.95 s
+  hints only (907715e): 3.62 (71), 4.43 (77); and pacing (104f364): 4.15 (77), 3.65 (58);
+  and no Thread.start on the loop (b72edb7): 3.58 (68), 8.16 (109: that run's old host took
+  7.2 s, its final backups 5.8 s, with the machine's load average at 4-6; the next run of the
+  same code, 109 again, took 2.3 s and 3.97 s); and the hint clears (6c16176): 3.62 (52,
+  timing lines), 3.77 (74), 4.80 (99)
+  kill -9 (21 runs): p50 12.2-14.2 / max 15.2-16.8 s. Double connections: none.
+Within the run-to-run spread, which follows the count of final backups: fc31d13 means 4.38 s
+over 8 runs, this session's variants 3.95 s over 9 (timing-line runs in, the 8.16 s run left
+out). Not a clear win.
+The last accounts now wait most for a start slot (prefetched -> slot up to 1.0-1.15 s: 16
+ensures at once on a saturated machine, 0.05-0.35 s each) and 0.9 s between their release
+and their acquisition (hint 0.3 s, the acquisition commit of 50 leases 0.4 s).
+Not met here: back within 3 s at 200.
 """
 
 from __future__ import annotations
