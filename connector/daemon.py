@@ -201,10 +201,8 @@ class Daemon:
             log.error("topic not ready (events wait in the outbox): %s", exc)
         loop = asyncio.get_running_loop()
 
-        def hinted(
-            accounts: dict[str, CleanRelease | None],
-        ) -> None:  # the listener's thread: hop to the loop
-            loop.call_soon_threadsafe(self._on_hint, accounts)
+        def hinted(accounts: dict[str, CleanRelease | None]) -> None:
+            loop.call_soon_threadsafe(self._on_hint, accounts)  # from the listener's thread
 
         self._hinted = hinted
         self.hints.listen(self.config.connector_id, hinted)

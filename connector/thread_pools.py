@@ -24,7 +24,8 @@ def started_pool(max_workers: int, thread_name_prefix: str) -> ThreadPoolExecuto
 
 
 def start_threads(pool: ThreadPoolExecutor, count: int) -> None:
-    """Make the pool start `count` threads now (call it off the event loop, or before it runs).
+    """Make the pool start `count` threads now: off the event loop, or at start-up before
+    anything else runs on it (it waits for the threads to run).
 
     Each of `count` tasks holds its thread until all have one, so no task finds an idle
     thread and the pool starts one for each."""
