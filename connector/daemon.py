@@ -209,7 +209,7 @@ class Daemon:
         self._register_readiness()
         await self.http.start()
         self._tasks = [
-            asyncio.create_task(self.outbox.run_forever(), name="outbox"),
+            asyncio.create_task(self.outbox.run_forever(yield_to=self.supervisor.starting), name="outbox"),
             asyncio.create_task(self.elector.run(self._leases_stop), name="leases"),
             asyncio.create_task(self._every(self.config.placement_every_s, self.place), name="placement"),
             asyncio.create_task(self.inbox.run(), name="inbox"),

@@ -56,6 +56,13 @@ DEFAULT_PACE_S = 0.25
 burst (a takeover: each account's lease, restore and connect events within a second or
 two) an account's events then go out together, one publish each instead of one per event
 (the Pub/Sub client sends each ordering key, that is each account, in its own call)."""
+DEFAULT_YIELD_S = 2.0
+"""How long a due drain may wait while the connector is starting accounts (`run_forever`'s
+`yield_to`). A takeover starts hundreds at once, and their publishing (one call per account)
+took about a fifth of the process's time from those starts; the events are only late, by at
+most this long, and go out together."""
+YIELD_POLL_S = 0.1
+"""How often a drain held back by `yield_to` asks again."""
 PUT_BATCH = 500
 """Events stored per transaction by `put`."""
 
@@ -126,6 +133,14 @@ def pace_delay(paced_from: float | None, now: float, pace_s: float) -> float:
     return 0.0 if paced_from is None else max(0.0, paced_from + pace_s - now)
 
 
+def yield_delay(busy: bool, due_since: float, now: float, yield_s: float) -> float:
+    """Seconds to hold back a drain due since `due_since` while the connector is `busy`
+    starting accounts: until the next poll, never past `yield_s` after it became due."""
+    if not busy:
+        return 0.0
+    return max(0.0, min(YIELD_POLL_S, due_since + yield_s - now))
+
+
 def idle_delay(attempted: bool, wake_at: float | None, now: float) -> float | None:
     """How long the loop may wait before the next drain: 0 after work, until the
     earliest retry when accounts are backing off, else None (until an emit)."""
@@ -170,13 +185,14 @@ class Outbox:
         max_events: int = DEFAULT_MAX_EVENTS,
         batch_size: int = DEFAULT_BATCH_SIZE,
         pace_s: float = DEFAULT_PACE_S,
+        yield_s: float = DEFAULT_YIELD_S,
     ) -> None:
         self._store = OutboxStore(path, max_events)
         self._publisher = publisher
         self._clock = clock
         self._metrics = metrics if metrics is not None else ConnectorMetrics()
         self._policy = policy if policy is not None else RetryPolicy()
-        self._batch_size, self._pace_s = batch_size, pace_s
+        self._batch_size, self._pace_s, self._yield_s = batch_size, pace_s, yield_s
         self._backoff: dict[str, Backoff] = {}
         self._published = 0
         self._failed_attempts = 0
@@ -288,19 +304,28 @@ class Outbox:
                 failed[0][1],
             )
 
-    async def run_forever(self) -> None:
+    async def run_forever(self, yield_to: Callable[[], bool] | None = None) -> None:
         """Drain until `stop()`: right away after an emit (paced while events keep coming:
-        `DEFAULT_PACE_S`), else at the next retry time."""
+        `DEFAULT_PACE_S`), else at the next retry time. `yield_to`: whether more urgent work
+        runs (the supervisor starting accounts); a due drain waits for it, at most `yield_s`."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         store_failures = 0
         paced_from: float | None = None
+        due_since: float | None = None
         try:
             while not self._stopping:
-                rest = pace_delay(paced_from, self._clock.monotonic(), self._pace_s)
+                now = self._clock.monotonic()
+                rest = pace_delay(paced_from, now, self._pace_s)
                 if rest > 0:
                     await self._clock.sleep(rest)  # `flush` sends what is left at shutdown
                     continue
+                due_since = now if due_since is None else due_since
+                held = yield_delay(yield_to is not None and yield_to(), due_since, now, self._yield_s)
+                if held > 0:
+                    await self._clock.sleep(held)
+                    continue
+                due_since = None
                 self._wake.clear()
                 started = self._clock.monotonic()
                 try:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
@@ -71,9 +71,14 @@ class Vault(Protocol):
 
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None: ...
 
-    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
+    def backup_many(
+        self,
+        requests: Sequence[BackupRequest],
+        on_done: Callable[[int, Exception | None], None] | None = None,
+    ) -> list[Exception | None]:
         """`backup` of each (one per account) in as few writes as it can; per request None
-        when done (written, unchanged or refused: the vault says why), else what failed it."""
+        when done (written, unchanged or refused: the vault says why), else what failed it.
+        `on_done(i, that)`: told of request i as soon as it is known, before the others'."""
         ...
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone: ...
@@ -137,6 +142,21 @@ class SupervisorConfig:
     hundreds of accounts becomes a steady stream instead of a storm."""
 
 
+FinalBackup = tuple[BackupRequest, asyncio.Future[Exception | None]]
+"""A final backup asked for, and where its outcome goes as soon as it is known."""
+
+
+def _settle(done: asyncio.Future[Exception | None], failed: Exception | None) -> None:
+    if not done.done():
+        done.set_result(failed)
+
+
+def _retrieved(done: asyncio.Future[None]) -> None:
+    """Take a finished future's exception: nobody may await it (no "never retrieved" log)."""
+    if not done.cancelled():
+        done.exception()
+
+
 def backoff_delay(attempt: int, config: SupervisorConfig) -> float:
     """Exponential backoff with jitter, capped (tenacity's wait strategy)."""
     wait = wait_exponential_jitter(
@@ -192,7 +212,7 @@ class Supervisor:
         self._timers: dict[tuple[str, a.Timer], asyncio.TimerHandle] = {}
         self._starts = asyncio.Semaphore(config.max_parallel_starts)
         self._backups = asyncio.Semaphore(config.max_parallel_backups)
-        self._final_backups: Grouped[str, BackupRequest, None] = Grouped(
+        self._final_backups: Grouped[str, FinalBackup, None] = Grouped(
             self._final_group, config.final_backups_per_group, config.final_backup_groups_at_once
         )
         self._backup_tasks: dict[str, asyncio.Task[None]] = {}
@@ -203,6 +223,7 @@ class Supervisor:
         self._prefetched: dict[str, asyncio.Future[None]] = {}  # ensure waits for its account's read
         self._ahead: dict[str, tuple[int, asyncio.Future[None]]] = {}  # read before the lease is ours
         self._reading_ahead: set[asyncio.Task[None]] = set()
+        self._ensuring = 0  # accounts between their read ahead and their worker's start
 
     # ---- feeding signals
 
@@ -441,10 +462,19 @@ class Supervisor:
 
     async def _ensure(self, account: str, state: a.AccountState) -> a.EnsureDone:
         prefetched = self._prefetched.pop(account, None)
-        if prefetched is not None:  # its batched read ahead (not holding a start slot meanwhile)
-            await asyncio.wait([prefetched])  # shared: a cancelled wait must not cancel the read
-        async with self._starts:
-            return await asyncio.to_thread(self.vault.ensure, account, state.jid, state.epoch)
+        self._ensuring += 1
+        try:
+            if prefetched is not None:  # its batched read ahead (not holding a start slot meanwhile)
+                await asyncio.wait([prefetched])  # shared: a cancelled wait must not cancel the read
+            async with self._starts:
+                return await asyncio.to_thread(self.vault.ensure, account, state.jid, state.epoch)
+        finally:
+            self._ensuring -= 1
+
+    def starting(self) -> bool:
+        """Whether accounts are being started: read ahead of a takeover, or their sessions
+        made ready for the worker. What can wait (publishing events) waits for them."""
+        return self._ensuring > 0 or bool(self._reading_ahead)
 
     def _reannounce(self, view: AccountView, kind: EventType) -> None:
         """The same event again (its event_id too: the control plane drops it if it had it)."""
@@ -480,16 +510,40 @@ class Supervisor:
 
     async def _final_backup(self, request: BackupRequest) -> None:
         """With the other final backups asked for meanwhile (a handoff stops hundreds of
-        accounts at once): their one-chunk uploads go out in one commit."""
+        accounts at once): their one-chunk uploads go out in one commit. Done as soon as its
+        own outcome is known: an unchanged session is released while the group uploads."""
+        early: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        submitted = self._final_backups.submit(request.account, (request, early))
+        submitted.add_done_callback(_retrieved)  # its outcome may come from `early` instead
         try:
-            await self._final_backups.submit(request.account, request)
-        except Exception:
-            log.exception("account %s: final backup failed", request.account)
+            waiting: list[asyncio.Future[Any]] = [early, submitted]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            submitted.cancel()
+            raise
+        failed: Exception | None = None
+        if early.done():
+            failed = early.result()
+        else:
+            try:
+                submitted.result()  # a cancelled group cancels this one, as it did before
+            except Exception as exc:
+                failed = exc
+        if failed is not None:
+            log.error("account %s: final backup failed: %s", request.account, failed, exc_info=failed)
             return
         self._backed_up(request.account)
 
-    async def _final_group(self, items: list[tuple[str, BackupRequest]]) -> list[Exception | None]:
-        return await asyncio.to_thread(self.vault.backup_many, [request for _, request in items])
+    async def _final_group(self, items: list[tuple[str, FinalBackup]]) -> list[Exception | None]:
+        loop = asyncio.get_running_loop()
+        early = [done for _, (_, done) in items]
+
+        def on_done(i: int, failed: Exception | None) -> None:  # from the vault's thread
+            loop.call_soon_threadsafe(_settle, early[i], failed)
+
+        return await asyncio.to_thread(
+            self.vault.backup_many, [request for _, (request, _) in items], on_done
+        )
 
     async def _backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
         """One backup, off the account's signal loop: reports keep flowing meanwhile."""

@@ -21,6 +21,7 @@ from connector.outbox import (
     RetryPolicy,
     default_outbox_path,
     pace_delay,
+    yield_delay,
 )
 from connector.ports import EventMessage, PublishOutcome
 from tests.integration.stack_support import wait_until
@@ -500,6 +501,21 @@ def test_pace_delay(paced_from: float | None, now: float, rest: float, case: str
     assert pace_delay(paced_from, now, 0.25) == pytest.approx(rest), case
 
 
+@pytest.mark.parametrize(
+    ("busy", "due_since", "now", "held", "case"),
+    [
+        (False, 10.0, 10.0, 0.0, "nothing more urgent runs: drain at once"),
+        (True, 10.0, 10.0, 0.1, "accounts are starting: ask again at the next poll"),
+        (True, 10.0, 11.95, 0.05, "the last poll ends when the hold does"),
+        (True, 10.0, 12.0, 0.0, "held back as long as allowed: drain although they still start"),
+        (True, 10.0, 15.0, 0.0, "long past the hold"),
+        (False, 10.0, 15.0, 0.0, "not busy, long due"),
+    ],
+)
+def test_yield_delay(busy: bool, due_since: float, now: float, held: float, case: str) -> None:
+    assert yield_delay(busy, due_since, now, 2.0) == pytest.approx(held), case
+
+
 class GatedClock(FakeClock):
     """`sleep` waits for the test to open `gate` (then advances as a FakeClock does)."""
 
@@ -547,6 +563,56 @@ async def test_events_of_a_burst_go_out_together_after_the_pace(tmp_path: Path) 
         await until(lambda: not clock.sleeping.is_set())
         box.emit(event("acct-c"))
         await until(lambda: len(publisher.calls) == 3)
+        box.stop()
+        clock.gate.set()
+        await asyncio.wait_for(runner, 10)
+    finally:
+        box.close()
+
+
+async def test_a_due_drain_waits_while_the_connector_starts_accounts(tmp_path: Path) -> None:
+    """Events wait while `yield_to` says accounts are starting, then go at the next poll."""
+    clock, publisher = GatedClock(), CountingPublisher()
+    box = Outbox(tmp_path / "outbox.db", publisher, clock, policy=NO_JITTER, yield_s=2.0)
+    starting, start = True, clock.monotonic()
+    try:
+        runner = asyncio.create_task(box.run_forever(yield_to=lambda: starting))
+        box.emit(event("acct-a"))
+        for polls in range(1, 4):  # held back, one poll after another
+            await until(clock.sleeping.is_set)
+            await asyncio.sleep(0.01)
+            assert publisher.calls == [], f"published during poll {polls}"
+            clock.gate.set()
+            await until(lambda n=polls: clock.monotonic() - start > n * 0.1 - 1e-9)  # type: ignore[misc]
+        await until(clock.sleeping.is_set)  # the fourth poll
+        starting = False
+        clock.gate.set()
+        await until(lambda: publisher.calls == [["acct-a"]])
+        assert clock.monotonic() - start == pytest.approx(0.4)  # went at the end of that poll
+        box.stop()
+        clock.gate.set()
+        await asyncio.wait_for(runner, 10)
+    finally:
+        box.close()
+
+
+async def test_a_drain_held_back_goes_out_after_yield_s_even_while_accounts_still_start(
+    tmp_path: Path,
+) -> None:
+    clock, publisher = GatedClock(), CountingPublisher()
+    box = Outbox(tmp_path / "outbox.db", publisher, clock, policy=NO_JITTER, yield_s=2.0)
+    start = clock.monotonic()
+    try:
+        runner = asyncio.create_task(box.run_forever(yield_to=lambda: True))
+        box.emit(event("acct-a"))
+        while not publisher.calls:
+            await until(lambda: clock.sleeping.is_set() or bool(publisher.calls))
+            if not publisher.calls:
+                before = clock.monotonic()
+                clock.gate.set()
+                await until(lambda t=before: clock.monotonic() > t)  # type: ignore[misc]
+        assert publisher.calls == [["acct-a"]]
+        assert clock.monotonic() - start == pytest.approx(2.0)
         box.stop()
         clock.gate.set()
         await asyncio.wait_for(runner, 10)
