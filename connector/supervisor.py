@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from tenacity import RetryCallState, wait_exponential_jitter
 
@@ -71,14 +71,9 @@ class Vault(Protocol):
 
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None: ...
 
-    def backup_many(
-        self,
-        requests: Sequence[BackupRequest],
-        on_done: Callable[[int, Exception | None], None] | None = None,
-    ) -> list[Exception | None]:
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
         """`backup` of each (one per account) in as few writes as it can; per request None
-        when done (written, unchanged or refused: the vault says why), else what failed it.
-        `on_done(i, that)`: told of request i as soon as it is known, before the others'."""
+        when done (written, unchanged or refused: the vault says why), else what failed it."""
         ...
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone: ...
@@ -142,21 +137,6 @@ class SupervisorConfig:
     hundreds of accounts becomes a steady stream instead of a storm."""
 
 
-FinalBackup = tuple[BackupRequest, asyncio.Future[Exception | None]]
-"""A final backup asked for, and where its outcome goes as soon as it is known."""
-
-
-def _settle(done: asyncio.Future[Exception | None], failed: Exception | None) -> None:
-    if not done.done():
-        done.set_result(failed)
-
-
-def _retrieved(done: asyncio.Future[None]) -> None:
-    """Take a finished future's exception: nobody may await it (no "never retrieved" log)."""
-    if not done.cancelled():
-        done.exception()
-
-
 def backoff_delay(attempt: int, config: SupervisorConfig) -> float:
     """Exponential backoff with jitter, capped (tenacity's wait strategy)."""
     wait = wait_exponential_jitter(
@@ -212,7 +192,7 @@ class Supervisor:
         self._timers: dict[tuple[str, a.Timer], asyncio.TimerHandle] = {}
         self._starts = asyncio.Semaphore(config.max_parallel_starts)
         self._backups = asyncio.Semaphore(config.max_parallel_backups)
-        self._final_backups: Grouped[str, FinalBackup, None] = Grouped(
+        self._final_backups: Grouped[str, BackupRequest, None] = Grouped(
             self._final_group, config.final_backups_per_group, config.final_backup_groups_at_once
         )
         self._backup_tasks: dict[str, asyncio.Task[None]] = {}
@@ -510,40 +490,16 @@ class Supervisor:
 
     async def _final_backup(self, request: BackupRequest) -> None:
         """With the other final backups asked for meanwhile (a handoff stops hundreds of
-        accounts at once): their one-chunk uploads go out in one commit. Done as soon as its
-        own outcome is known: an unchanged session is released while the group uploads."""
-        early: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
-        submitted = self._final_backups.submit(request.account, (request, early))
-        submitted.add_done_callback(_retrieved)  # its outcome may come from `early` instead
+        accounts at once): their one-chunk uploads go out in one commit."""
         try:
-            waiting: list[asyncio.Future[Any]] = [early, submitted]
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            submitted.cancel()
-            raise
-        failed: Exception | None = None
-        if early.done():
-            failed = early.result()
-        else:
-            try:
-                submitted.result()  # a cancelled group cancels this one, as it did before
-            except Exception as exc:
-                failed = exc
-        if failed is not None:
-            log.error("account %s: final backup failed: %s", request.account, failed, exc_info=failed)
+            await self._final_backups.submit(request.account, request)
+        except Exception:
+            log.exception("account %s: final backup failed", request.account)
             return
         self._backed_up(request.account)
 
-    async def _final_group(self, items: list[tuple[str, FinalBackup]]) -> list[Exception | None]:
-        loop = asyncio.get_running_loop()
-        early = [done for _, (_, done) in items]
-
-        def on_done(i: int, failed: Exception | None) -> None:  # from the vault's thread
-            loop.call_soon_threadsafe(_settle, early[i], failed)
-
-        return await asyncio.to_thread(
-            self.vault.backup_many, [request for _, (request, _) in items], on_done
-        )
+    async def _final_group(self, items: list[tuple[str, BackupRequest]]) -> list[Exception | None]:
+        return await asyncio.to_thread(self.vault.backup_many, [request for _, request in items])
 
     async def _backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
         """One backup, off the account's signal loop: reports keep flowing meanwhile."""

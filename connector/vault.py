@@ -78,7 +78,6 @@ __all__ = [
     "BackupStatus",
     "EnsureAction",
     "EnsureOutcome",
-    "OnOutcome",
     "RestoreOutcome",
     "SessionVault",
     "WipeNotConfirmedError",
@@ -89,9 +88,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-OnOutcome = Callable[[int, "BackupOutcome | Exception"], None]
-"""Told each outcome of `SessionVault.backup_many` as it becomes known: (request index, outcome)."""
 
 CHECKED_AHEAD_FOR_S = 30.0
 """How long a disk check made ahead of a takeover (`check_ahead`) stands for `ensure_session`'s."""
@@ -293,28 +289,13 @@ class SessionVault:
             raise outcome
         return outcome
 
-    def backup_many(
-        self, requests: Sequence[BackupRequest], on_outcome: OnOutcome | None = None
-    ) -> list[BackupOutcome | Exception]:
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[BackupOutcome | Exception]:
         """`backup` of each (one per account), the one-chunk uploads committed together
         (`commit_next_many`): a handoff's final backups in a round trip or two, not two each.
-        Per request its outcome, or the error that failed it alone.
-
-        `on_outcome(i, outcome)`: called (from this thread) as soon as request i's outcome is
-        known: an unchanged session right after its check, not after the group's uploads. A
-        handoff releases those accounts meanwhile, most of them in a handoff of hundreds."""
+        Per request its outcome, or the error that failed it alone."""
         accounts = [r.account for r in requests]
         check_one_each(accounts)
         outcomes: list[BackupOutcome | Exception | None] = [None] * len(requests)
-
-        def known(i: int, outcome: BackupOutcome | Exception) -> None:
-            outcomes[i] = outcome
-            if on_outcome is not None:
-                try:
-                    on_outcome(i, outcome)
-                except Exception:  # the caller's trouble: the outcome is returned all the same
-                    log.exception("%s: the backup outcome was not taken", requests[i].account)
-
         with contextlib.ExitStack() as locks:
             for account in sorted(accounts):  # one order for every caller: no deadlock
                 locks.enter_context(self._lock(account))
@@ -324,10 +305,10 @@ class SessionVault:
                 try:
                     checked = self._check_before_upload(r)
                 except Exception as exc:
-                    known(i, exc)
+                    outcomes[i] = exc
                     continue
                 if isinstance(checked, BackupOutcome):
-                    known(i, checked)
+                    outcomes[i] = checked
                 else:
                     uploads.append((i, checked, compress(checked.data)))
             one_chunk = [(i, snap, data) for i, snap, data in uploads if chunk_count(data) == 1]
@@ -343,17 +324,15 @@ class SessionVault:
                 committed = [exc] * len(one_chunk)
             for (i, snap, _), c in zip(one_chunk, committed, strict=True):
                 result = c if isinstance(c, Exception) else (c.manifest, len(c.manifest.head or b""), c.gap)
-                known(i, self._uploaded(requests[i], snap, result))
+                outcomes[i] = self._uploaded(requests[i], snap, result)
             for i, snap, data in uploads:
                 if chunk_count(data) > 1:
                     try:
                         result = self._upload_chunked(requests[i], snap, data)
                     except Exception as exc:
                         result = exc
-                    known(i, self._uploaded(requests[i], snap, result))
-        for i in [i for i, outcome in enumerate(outcomes) if outcome is None]:  # none: each has one above
-            known(i, KeeperError("backup not done"))
-        return [outcome for outcome in outcomes if outcome is not None]
+                    outcomes[i] = self._uploaded(requests[i], snap, result)
+        return [o if o is not None else KeeperError("backup not done") for o in outcomes]
 
     def _read_unknown_newest(self, requests: Sequence[BackupRequest]) -> None:
         """The newest manifests not known here yet, for a group (a final backup soon after a

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from connector import account as a
@@ -66,32 +66,20 @@ class VaultBridge:
         if failed is not None:
             raise failed
 
-    def backup_many(
-        self,
-        requests: Sequence[BackupRequest],
-        on_done: Callable[[int, Exception | None], None] | None = None,
-    ) -> list[Exception | None]:
-        failed: list[Exception | None] = [None] * len(requests)
-
-        def taken(i: int, outcome: BackupOutcome | Exception) -> None:
-            failed[i] = self._failure(requests[i].account, outcome)
-            if on_done is not None:
-                on_done(i, failed[i])
-
-        self.vault.backup_many(requests, taken)
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
+        outcomes = self.vault.backup_many(requests)
+        failed: list[Exception | None] = []
+        for request, outcome in zip(requests, outcomes, strict=True):
+            failed.append(None)
+            if isinstance(outcome, StaleEpochError):
+                log.warning("backup of %s refused: %s", request.account, outcome)
+            elif isinstance(outcome, Exception):
+                failed[-1] = outcome
+            elif outcome.status is BackupStatus.REFUSED:
+                log.warning("backup of %s refused: %s", request.account, outcome.reason)
+            else:
+                self._record_backup(request.account, outcome)
         return failed
-
-    def _failure(self, account: str, outcome: BackupOutcome | Exception) -> Exception | None:
-        """What failed the backup, or None when it is done (written, unchanged or refused)."""
-        if isinstance(outcome, StaleEpochError):
-            log.warning("backup of %s refused: %s", account, outcome)
-        elif isinstance(outcome, Exception):
-            return outcome
-        elif outcome.status is BackupStatus.REFUSED:
-            log.warning("backup of %s refused: %s", account, outcome.reason)
-        else:
-            self._record_backup(account, outcome)
-        return None
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:
         outcome = self.vault.restore(account, epoch, generation)

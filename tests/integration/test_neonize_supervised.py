@@ -45,11 +45,7 @@ class DiskOnlyVault:
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
         raise AssertionError("a session that never connected is never backed up")
 
-    def backup_many(
-        self,
-        requests: Sequence[BackupRequest],
-        on_done: Callable[[int, Exception | None], None] | None = None,
-    ) -> list[Exception | None]:
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
         raise AssertionError("a session that never connected is never backed up")
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:

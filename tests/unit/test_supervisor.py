@@ -70,21 +70,15 @@ class FakeVault:
         self.backup_gate.wait(30)
         self.backups.append((account, while_connected))
 
-    def backup_many(
-        self,
-        requests: Sequence[BackupRequest],
-        on_done: Callable[[int, Exception | None], None] | None = None,
-    ) -> list[Exception | None]:
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
         self.final_groups.append([r.account for r in requests])
         failed: list[Exception | None] = []
-        for i, r in enumerate(requests):
+        for r in requests:
             try:
                 self.backup(r.account, r.jid or "", r.epoch, r.taken_while_connected)
                 failed.append(None)
             except Exception as exc:
                 failed.append(exc)
-            if on_done is not None:
-                on_done(i, failed[-1])
         return failed
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:
@@ -509,44 +503,6 @@ async def test_a_final_backup_does_not_wait_for_a_periodic_one_still_waiting_for
     gate.set()
     await rig.sup.shutdown(within_s=5)
     assert rig.vault.backups.count(("acct", True)) == 1
-
-
-async def test_an_account_whose_final_backup_is_done_is_released_before_the_rest_of_its_group(
-    tmp_path: Path,
-) -> None:
-    """An unchanged session is known at once; its release need not wait for the uploads of
-    the others in its group (most accounts of a large handoff are unchanged)."""
-    rig = Rig(tmp_path, replace(FAST, final_backup_groups_at_once=1))
-    first, slow = threading.Event(), threading.Event()
-    groups: list[list[str]] = []
-
-    def backup_many(
-        requests: Sequence[BackupRequest], on_done: Callable[[int, Exception | None], None] | None = None
-    ) -> list[Exception | None]:
-        groups.append([r.account for r in requests])
-        for i, r in enumerate(requests):
-            if r.account in ("first", "slow"):
-                (first if r.account == "first" else slow).wait(30)
-            if on_done is not None:
-                on_done(i, None)
-        return [None] * len(requests)
-
-    rig.vault.backup_many = backup_many  # type: ignore[method-assign]
-    for account in ("first", "fast", "slow"):
-        rig.sup.hold(account, epoch=1)
-    await until(lambda: all(v.state.phase is a.Phase.CONNECTED for v in rig.sup.views.values()))
-    releases = {account: asyncio.create_task(rig.sup.release(account, within_s=30)) for account in ("first",)}
-    await until(lambda: groups == [["first"]])  # the only group at once, held up
-    for account in ("fast", "slow"):
-        releases[account] = asyncio.create_task(rig.sup.release(account, within_s=30))
-    await until(lambda: rig.sup._final_backups.pending() == 2)
-    first.set()
-    assert await asyncio.wait_for(releases["fast"], 10)  # while "slow" of its group still uploads
-    assert groups == [["first"], ["fast", "slow"]]
-    assert not releases["slow"].done()
-    slow.set()
-    assert await asyncio.wait_for(releases["slow"], 10)
-    await rig.sup.shutdown(within_s=5)
 
 
 async def test_the_final_backup_is_taken_after_the_worker_stopped(rig: Rig) -> None:

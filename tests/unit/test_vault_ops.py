@@ -339,35 +339,6 @@ def test_a_failed_batched_commit_fails_only_the_uploads_it_carried(root: Path, t
     assert vault.backup("a-new", JID, 1, True).generation == 1, "nothing half-written in the way"
 
 
-def test_each_outcome_of_a_group_is_told_as_soon_as_it_is_known(root: Path, tmpl: Path) -> None:
-    """A handoff releases an unchanged account while its group's uploads are still going."""
-    for account in ("a-new", "a-same", "a-new2"):
-        make_session(tmpl, root / account / "session.db", rows=20)
-    store = BatchedCommitFails()
-    vault, _ = make_vault(root, store)
-    vault.backup("a-same", JID, 1, True)
-    told: list[tuple[int, str, int]] = []  # (request, outcome, generations written by then)
-
-    def on_outcome(i: int, outcome: BackupOutcome | Exception) -> None:
-        status = outcome.status.value if isinstance(outcome, BackupOutcome) else type(outcome).__name__
-        written = len(vault.generations("a-new")) + len(vault.generations("a-new2"))
-        told.append((i, status, written))
-
-    requests = [BackupRequest(a, JID, 1, True) for a in ("a-new", "a-same", "a-new2")]
-    outcomes = vault.backup_many(requests, on_outcome)
-    assert told == [(1, "unchanged", 0), (0, "written", 2), (2, "written", 2)]
-    assert [o.status for o in outcomes if isinstance(o, BackupOutcome)] == [
-        BackupStatus.WRITTEN,
-        BackupStatus.UNCHANGED,
-        BackupStatus.WRITTEN,
-    ]
-    store.fail = True
-    make_session(tmpl, root / "a-new" / "session.db", rows=30)
-    told.clear()
-    vault.backup_many(requests, on_outcome)
-    assert [(i, status) for i, status, _ in told] == [(1, "unchanged"), (2, "unchanged"), (0, "OSError")]
-
-
 def test_a_session_bigger_than_a_chunk_writes_its_chunks_before_the_manifest(
     root: Path, session: Path
 ) -> None:

@@ -38,11 +38,7 @@ class SessionOnDisk:
     def backup(self, account: str, jid: str, epoch: int, while_connected: bool) -> None:
         return None
 
-    def backup_many(
-        self,
-        requests: Sequence[BackupRequest],
-        on_done: Callable[[int, Exception | None], None] | None = None,
-    ) -> list[Exception | None]:
+    def backup_many(self, requests: Sequence[BackupRequest]) -> list[Exception | None]:
         return [None] * len(requests)
 
     def restore(self, account: str, epoch: int, generation: int | None) -> a.OperationDone:
