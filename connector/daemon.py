@@ -105,6 +105,7 @@ class Daemon:
         self.liveness = ConnectorLiveness()
         self._handoffs: dict[str, float] = {}
         self._releasing: set[str] = set()
+        self._handing_off = 0  # accounts between their stop and their lease's release
         self._kept: set[str] = set()  # held, missing from the desired set, confirmed desired (logged once)
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
@@ -209,7 +210,7 @@ class Daemon:
         self._register_readiness()
         await self.http.start()
         self._tasks = [
-            asyncio.create_task(self.outbox.run_forever(yield_to=self.supervisor.starting), name="outbox"),
+            asyncio.create_task(self.outbox.run_forever(yield_to=self._busy), name="outbox"),
             asyncio.create_task(self.elector.run(self._leases_stop), name="leases"),
             asyncio.create_task(self._every(self.config.placement_every_s, self.place), name="placement"),
             asyncio.create_task(self.inbox.run(), name="inbox"),
@@ -293,6 +294,7 @@ class Daemon:
         """Stop the worker, final backup, then release the lease, showing `unattended` in the
         same commit (the next holder restores); returns the seconds it took."""
         started = time.monotonic()
+        self._handing_off += 1
         try:
             epoch = self.elector.held().get(account)
             clean = await self.supervisor.release(
@@ -323,7 +325,13 @@ class Daemon:
             )
             return done - started
         finally:
+            self._handing_off -= 1
             self._releasing.discard(account)
+
+    def _busy(self) -> bool:
+        """Whether accounts are being started or handed off: events wait for them (the outbox's
+        `yield_to`), for the next holder's sake, which waits for our final backups."""
+        return self._handing_off > 0 or self.supervisor.starting()
 
     async def check_health(self) -> None:
         if await asyncio.to_thread(self.vault.volume_lost):

@@ -209,7 +209,7 @@ def test_sigstop_past_the_ttl_the_standby_takes_over_and_the_old_holder_fences_i
     )
 
 
-def test_sigterm_hands_off_to_a_visible_standby(two: Stack) -> None:
+def test_sigterm_hands_off_to_a_visible_standby(two: Stack, events: EventLog) -> None:
     accounts = fs.preferring(A, [A, B], 4, "term")
     fs.pair_many(two, accounts, 60)
     wait_until("a good backup of every account", lambda: good_backups(two, accounts), 60)
@@ -254,6 +254,17 @@ def test_sigterm_hands_off_to_a_visible_standby(two: Stack) -> None:
     finally:
         watch.close()
     assert fs.leases(two.client, accounts) == {acc: (B, leases[acc][1] + 1) for acc in accounts}
+
+    # The new holder's events wait while it starts accounts (the outbox's yield): late, not lost.
+    def connected_under_b() -> set[str]:
+        events.pull()
+        return {
+            e["account_id"]
+            for e in events.of("connected")
+            if e["connector_id"] == B and e["lease_epoch"] == leases[e["account_id"]][1] + 1
+        }
+
+    wait_until(f"{B}'s connected events", lambda: connected_under_b() == set(accounts), 60)
     hints = re.findall(
         r"hint: (\d+) accounts released by another connector \((\d+) cleanly, (\d+) naming",
         two.connectors[B][0].tail(400),
