@@ -5,6 +5,8 @@
 # Tests against it: FIRESTORE_EMULATOR_HOST=127.0.0.1:9180 PUBSUB_EMULATOR_HOST=127.0.0.1:9185 \
 #   GOOGLE_CLOUD_PROJECT=demo-<yours> .venv/bin/python -m pytest tests/...
 # Use your own demo- project id: each test resets the data of its project only.
+# No functions emulator here: tests/integration/test_policy_e2e.py waits for the deployed
+# policy and fails against these; it runs under `make test`, which starts all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pidfile=.cache/dev-emulators.pid
