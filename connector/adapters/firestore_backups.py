@@ -219,15 +219,16 @@ class FirestoreBackupStore:
         """Two round trips: read the lease and the account together, then one batch that bumps
         the reserved number, creates the manifest, points the summary at it and checks the lease."""
 
-        def write(batch: firestore.WriteBatch) -> NextCommit:
+        def write(batch: firestore.WriteBatch) -> _Next:
             lease, snap = read_together(self._db, [lease_ref(self._db, account), self._account(account)])
             self.stats.add(reads=2)
             staged = self._next(account, epoch, build, lease, snap)
             self._stage_next(batch, staged)
-            return NextCommit(staged.manifest, staged.gap)
+            return staged
 
-        committed, _ = optimistic(self._db, write)
-        return committed
+        staged, _ = optimistic(self._db, write)
+        self._count_next(staged)
+        return NextCommit(staged.manifest, staged.gap)
 
     def commit_next_many(
         self, items: Sequence[tuple[str, int, Callable[[int], Manifest]]]
@@ -257,6 +258,7 @@ class FirestoreBackupStore:
                 return True
 
             def committed(item: tuple[int, _Next], _: list[Any]) -> None:
+                self._count_next(item[1])
                 results[item[0]] = NextCommit(item[1].manifest, item[1].gap)
 
             def alone(item: tuple[int, _Next]) -> None:
@@ -301,6 +303,9 @@ class FirestoreBackupStore:
             batch.update(account_ref, staged.fields, option=guard(self._db, staged.snap))
         else:
             batch.create(account_ref, staged.fields)
+
+    def _count_next(self, staged: _Next) -> None:
+        """Counted once committed: a batch split in halves, or a retry, stages the writes again."""
         self.stats.add(writes=3, bytes_written=staged.size)
 
     def write_chunks(self, account: str, generation: int, chunks: Sequence[bytes], start: int = 0) -> None:

@@ -373,12 +373,13 @@ def test_firestore_commit_next_many_splits_around_a_concurrent_write(
 
         return build
 
-    reads = store.stats.reads
+    reads, writes = store.stats.reads, store.stats.writes
     results = store.commit_next_many([(a, 1, builder(a)) for a in accounts])
     assert all(not isinstance(r, Exception) and r.manifest.generation == 1 for r in results)
     assert asked["acct-5"] == [1, 1] and all(asked[a] == [1] for a in accounts if a != "acct-5")
     assert store.stats.reads - reads == 2 * len(accounts) + 2, "one read of all, then acct-5 alone"
     assert store.commits == 1 + 2 + 2 + 2, "all, then halves down to acct-5 (log2 8 levels)"
+    assert store.stats.writes - writes == 3 * len(accounts), "each generation's writes counted once"
     for account in accounts:
         assert [m.generation for m in store.manifests(account)] == [1]
     assert store.commit_next_many([(a, 1, builder(a)) for a in accounts]) and store.commits == 8
