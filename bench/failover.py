@@ -203,11 +203,13 @@ Not met here: back within 3 s at 200.
 Session 10, same machine and method; (n) = final backups needed.
 - Where the CPU goes (sampled from /proc every 0.2 s, the 3.5 s from the SIGTERM, run at
   3.78 s with 75 final backups): 6.4 of the 6.9 CPU-seconds the two CPUs have; the new
-  holder 2.3 (about one CPU from 1.5 s on: one process, one GIL), the old host ~1.2, the
+  holder 2.3 (about one CPU from 1.5 s on: one process, one GIL), the old host's side ~1.2
+  (a process that exited in the window: the old host or its worker), the
   Firestore emulator 1.1, the new holder's sim worker 0.8, the Pub/Sub emulator 0.5. The
   handoff is bound by the machine, not by a wait.
-- The count of sessions changed since their last backup decides the figure: 2.29 s (6),
-  3.54 s (55), 3.42 s (73), 3.78 s (75), 4.02 s (78), 4.43 s (83), 4.53 s (112), 6.90 s (156).
+- The count of sessions changed since their last backup mostly decides the figure: 2.29 s (6),
+  3.54 s (55), 3.42 s (73), 3.78 s (75), 4.02 s (78), 4.43 s (83), 4.53 s (112), 6.90 s (156;
+  a test patch held events 5 s), 8.70 s (134; load average 6.6).
 - Events wait while the connector starts or hands off accounts (the outbox's `yield_to`,
   at most 2 s): py-spy had the new holder's publishing at about a fifth of its GIL samples.
   Alternated: 3.42 (73) and 4.02 (78) against 4.54 (98) and 4.49 (95) without the hand-off
