@@ -57,10 +57,10 @@ burst (a takeover: each account's lease, restore and connect events within a sec
 two) an account's events then go out together, one publish each instead of one per event
 (the Pub/Sub client sends each ordering key, that is each account, in its own call)."""
 DEFAULT_YIELD_S = 2.0
-"""How long a due drain may wait while the connector is starting accounts (`run_forever`'s
-`yield_to`). A takeover starts hundreds at once, and their publishing (one call per account)
-took about a fifth of the process's time from those starts; the events are only late, by at
-most this long, and go out together."""
+"""How long a due drain may wait while the connector starts or hands off accounts
+(`run_forever`'s `yield_to`). A takeover starts hundreds at once, and their publishing (one
+call per account) took about a fifth of the process's time from those starts; a handoff's
+next holder waits for the final backups. The events are only late, by at most this long."""
 YIELD_POLL_S = 0.1
 """How often a drain held back by `yield_to` asks again."""
 PUT_BATCH = 500
@@ -135,7 +135,8 @@ def pace_delay(paced_from: float | None, now: float, pace_s: float) -> float:
 
 def yield_delay(busy: bool, due_since: float, now: float, yield_s: float) -> float:
     """Seconds to hold back a drain due since `due_since` while the connector is `busy`
-    starting accounts: until the next poll, never past `yield_s` after it became due."""
+    (starting or handing off accounts): until the next poll, never past `yield_s` after it
+    became due."""
     if not busy:
         return 0.0
     return max(0.0, min(YIELD_POLL_S, due_since + yield_s - now))
@@ -307,7 +308,7 @@ class Outbox:
     async def run_forever(self, yield_to: Callable[[], bool] | None = None) -> None:
         """Drain until `stop()`: right away after an emit (paced while events keep coming:
         `DEFAULT_PACE_S`), else at the next retry time. `yield_to`: whether more urgent work
-        runs (the supervisor starting accounts); a due drain waits for it, at most `yield_s`."""
+        runs (accounts starting or handed off); a due drain waits for it, at most `yield_s`."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         store_failures = 0
