@@ -223,7 +223,17 @@ Session 10, same machine and method; (n) = final backups needed.
 - Checked and ruled out: renewals conflicting with the batched final backups (the commit is
   fenced on the lease's update_time): in the two runs counted, each of the 8 final-backup
   batches committed at its first try.
-Not met here: back within 3 s at 200 (met when few sessions changed since their last backup).
+- Holding events 5 s instead of 2 (alternated): 4.59 (73), 2.85 (50), 3.95 (97) against
+  2.49 (29), 2.79 (67), 3.69 (53). Not better; 2 s stays.
+- The final code (9c9a29d and the same behaviour before it), 11 runs: 2.29 (6), 2.49 (29),
+  2.72 (29), 2.79 (67), 2.96 (73), 3.42 (73), 3.54 (55), 3.69 (53), 3.96 (75), 4.02 (78),
+  4.28 (99); mean 3.29 s, within 3 s in 5 of 11. Session 9's final code, today: 3.78 (75),
+  4.43 (67), 3.82 (67), 4.41 (97), 8.70 (134, load average 6.6). The machine's load average
+  at the SIGTERM was 3.2-4.6 in the final code's runs, 3.0-6.6 in the others: part of the
+  difference may be the machine. kill -9 (22 runs): p50 12.3-14.4 / max 14.6-17.1 s. Double
+  connections: none.
+Not met here: back within 3 s at 200 every time (met in 5 of 11 runs, when fewer sessions
+changed since their last backup).
 """
 
 from __future__ import annotations
