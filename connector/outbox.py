@@ -9,9 +9,10 @@ the same `event_id`, on which consumers deduplicate.
 
 Order per account: each drain sends the oldest rows of the accounts that are not
 backing off; a failure blocks only that account (its later rows wait behind the
-failed one) for an exponential, jittered, capped delay. The decision of what to
-send and when to retry is pure (`blocked_accounts`, `after_attempt`, `idle_delay`);
-`Outbox` acts.
+failed one) for an exponential, jittered, capped delay. Drains are paced in a burst
+and held back (at most `DEFAULT_YIELD_S`) while the connector starts or hands off
+accounts. The decisions of what to send and when are pure (`blocked_accounts`,
+`after_attempt`, `idle_delay`, `pace_delay`, `yield_delay`); `Outbox` acts.
 The outbox is bounded: when full, `emit` raises `OutboxFullError` (and counts
 it) instead of dropping anything silently.
 """
