@@ -333,7 +333,8 @@ def renewals(stack: Stack, connector: str) -> str:
     return f"{count:.0f} renewals, mean {mean:.2f} s, over 2.5 s: {(count - within) / count:.0%}"
 
 
-def kill_9(stack: Stack, accounts: list[str], ttl_s: float, deadline_s: float) -> None:
+def kill_9(stack: Stack, accounts: list[str], ttl_s: float, deadline_s: float) -> float:
+    """Returns the monotonic time at which the survivor was seen holding every account."""
     proc, _port = stack.connectors[A]
     killed_at = time.time()
     proc.signal(signal.SIGKILL)
@@ -345,6 +346,7 @@ def kill_9(stack: Stack, accounts: list[str], ttl_s: float, deadline_s: float) -
     except AssertionError:
         print(f"{B}'s lease renewals: {renewals(stack, B)}", flush=True)
         raise
+    held_since = time.monotonic()
     print(f"\nkill -9 of {A} holding {len(accounts)} accounts, TTL {ttl_s:g} s ({_load()}):")
     summary(
         "logged in again from the survivor",
@@ -352,6 +354,7 @@ def kill_9(stack: Stack, accounts: list[str], ttl_s: float, deadline_s: float) -
         ttl_s + 5,
     )
     print(f"  {B}'s lease renewals since it started: {renewals(stack, B)}")
+    return held_since
 
 
 def ready(stack: Stack, connector: str) -> bool:
@@ -361,14 +364,23 @@ def ready(stack: Stack, connector: str) -> bool:
     return False
 
 
-def handoff(stack: Stack, accounts: list[str], env: dict[str, str], deadline_s: float) -> None:
+def handoff(
+    stack: Stack,
+    accounts: list[str],
+    env: dict[str, str],
+    deadline_s: float,
+    *,
+    held_since: float,
+    hold_s: float,
+) -> None:
     """`A` comes back as a standby; once it is ready (registered, placement run, its worker up:
-    /readyz), `B` gets SIGTERM."""
+    /readyz) and `B` has held every account for `hold_s`, `B` gets SIGTERM."""
     launched = time.monotonic()
     stack.start_connector(A, **env)
     wait_until(f"{A} registered", lambda: fs.registered(stack, [A]), 30)
     wait_until(f"{A} ready", lambda: ready(stack, A), 30, 0.1)
     print(f"\n{A} back as a standby, ready after {time.monotonic() - launched:.1f} s ({_load()})")
+    time.sleep(max(0.0, held_since + hold_s - time.monotonic()))
     proc, _port = stack.connectors[B]
     lag_before = histogram(stack, A, "wa_keeper_event_loop_lag_seconds")
     started = time.time()
@@ -411,6 +423,13 @@ def main() -> int:
     parser.add_argument("--ttl", type=float, default=15.0, help="WA_KEEPER_LEASE_TTL_S (default 15)")
     parser.add_argument("--backup-interval", type=float, default=10.0, help="WA_KEEPER_BACKUP_INTERVAL_S")
     parser.add_argument("--churn-ms", type=int, default=5000, help="sim-server key churn per account")
+    parser.add_argument(
+        "--hold-s",
+        type=float,
+        default=20.0,
+        help="seconds the survivor holds every account before its SIGTERM (default 20: two backup"
+        " intervals, so the count of sessions changed since their last backup is a steady one)",
+    )
     parser.add_argument("--batch", type=int, default=25, help="accounts paired at once while setting up")
     parser.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (path printed)")
     args = parser.parse_args()
@@ -435,8 +454,8 @@ def main() -> int:
     )  # a minute of lock expiry (see tests/integration/test_failover.py)
     try:
         set_up(stack, accounts, env, args)
-        kill_9(stack, accounts, args.ttl, deadline_s)
-        handoff(stack, accounts, env, deadline_s)
+        held_since = kill_9(stack, accounts, args.ttl, deadline_s)
+        handoff(stack, accounts, env, deadline_s, held_since=held_since, hold_s=args.hold_s)
 
         found = double_connections(fs.records(stack, accounts), time.time())
         beyond = [d for d in found if d.seconds > lease.renew_deadline_s]

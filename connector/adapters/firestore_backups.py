@@ -234,12 +234,14 @@ class FirestoreBackupStore:
         self, items: Sequence[tuple[str, int, Callable[[int], Manifest]]]
     ) -> list[NextCommit | Exception]:
         """Read every lease and account at once (per `NEXT_BATCH`), then commit the backups
-        together (firestore_halves: a conflict splits the batch; an item alone in a failing
-        one goes through `commit_next`, reading afresh)."""
+        together (firestore_halves: a failing batch is read afresh once, as our own lease
+        renewals change many leases at once, then split; an item alone in a failing one goes
+        through `commit_next`, reading afresh)."""
         check_one_each([account for account, _, _ in items])
         results: list[NextCommit | Exception | None] = [None] * len(items)
-        for start in range(0, len(items), NEXT_BATCH):
-            group = list(range(start, min(start + NEXT_BATCH, len(items))))
+
+        def read(group: Sequence[int]) -> list[tuple[int, _Next]]:
+            """The items' writes on their lease and account as read now (refusals recorded)."""
             refs = [
                 ref for i in group for ref in (lease_ref(self._db, items[i][0]), self._account(items[i][0]))
             ]
@@ -252,6 +254,13 @@ class FirestoreBackupStore:
                     staged.append((i, self._next(account, epoch, build, snaps[2 * k], snaps[2 * k + 1])))
                 except Exception as exc:  # a stale epoch, a bad manifest: refused alone
                     results[i] = exc
+            return staged
+
+        def refresh(part: Sequence[tuple[int, _Next]]) -> list[tuple[int, _Next]]:
+            return read([i for i, _ in part])
+
+        for start in range(0, len(items), NEXT_BATCH):
+            staged = read(range(start, min(start + NEXT_BATCH, len(items))))
 
             def stage(batch: firestore.WriteBatch, item: tuple[int, _Next]) -> bool:
                 self._stage_next(batch, item[1])
@@ -269,7 +278,7 @@ class FirestoreBackupStore:
                     results[item[0]] = exc
 
             for part in _by_bytes(staged):
-                self.commits += commit_in_halves(self._db, part, stage, committed, alone)
+                self.commits += commit_in_halves(self._db, part, stage, committed, alone, refresh=refresh)
         return [r if r is not None else KeeperError("backup not committed") for r in results]
 
     def _next(

@@ -355,34 +355,97 @@ def test_commit_next_many_refuses_a_stale_account_alone(rig: Rig) -> None:
         rig.store.commit_next_many(many("acct-a", "acct-a"))
 
 
-def test_firestore_commit_next_many_splits_around_a_concurrent_write(
-    clean_firestore: firestore.Client,
-) -> None:
-    """Accounts read together, one of them written between the read and the commit: the
-    batch fails whole, its halves go again, and that account alone reads afresh."""
-    store = FirestoreBackupStore(clean_firestore)
-    accounts = [f"acct-{i}" for i in range(8)]
-    asked: dict[str, list[int]] = {a: [] for a in accounts}
+def _writing_builder(
+    asked: dict[str, list[int]], write: Callable[[str, int], None], epoch: int = 1
+) -> Callable[[str], Callable[[int], Manifest]]:
+    """Builders that record each call and run `write(account, call number)` first."""
 
     def builder(account: str) -> Callable[[int], Manifest]:
         def build(generation: int) -> Manifest:
             asked[account].append(generation)
-            if account == "acct-5" and len(asked[account]) == 1:
-                clean_firestore.collection(Collections.ACCOUNTS).document(account).set({"status": "x"})
-            return one_chunk(generation, account=account)
+            write(account, len(asked[account]))
+            return one_chunk(generation, epoch=epoch, account=account)
 
         return build
 
+    return builder
+
+
+def test_firestore_commit_next_many_reads_afresh_once_after_a_concurrent_write(
+    clean_firestore: firestore.Client,
+) -> None:
+    """Accounts read together, one of them written between the read and the commit: the
+    batch fails whole, is read afresh once and goes whole again."""
+    store = FirestoreBackupStore(clean_firestore)
+    accounts = [f"acct-{i}" for i in range(8)]
+    asked: dict[str, list[int]] = {a: [] for a in accounts}
+
+    def write(account: str, call: int) -> None:
+        if account == "acct-5" and call == 1:
+            clean_firestore.collection(Collections.ACCOUNTS).document(account).set({"status": "x"})
+
+    builder = _writing_builder(asked, write)
     reads, writes = store.stats.reads, store.stats.writes
     results = store.commit_next_many([(a, 1, builder(a)) for a in accounts])
     assert all(not isinstance(r, Exception) and r.manifest.generation == 1 for r in results)
-    assert asked["acct-5"] == [1, 1] and all(asked[a] == [1] for a in accounts if a != "acct-5")
-    assert store.stats.reads - reads == 2 * len(accounts) + 2, "one read of all, then acct-5 alone"
-    assert store.commits == 1 + 2 + 2 + 2, "all, then halves down to acct-5 (log2 8 levels)"
+    assert all(asked[a] == [1, 1] for a in accounts), "each built again on the fresh read"
+    assert store.stats.reads - reads == 2 * 2 * len(accounts), "all read twice"
+    assert store.commits == 2, "all, then all again"
     assert store.stats.writes - writes == 3 * len(accounts), "each generation's writes counted once"
     for account in accounts:
         assert [m.generation for m in store.manifests(account)] == [1]
-    assert store.commit_next_many([(a, 1, builder(a)) for a in accounts]) and store.commits == 8
+    assert (clean_firestore.collection(Collections.ACCOUNTS).document("acct-5").get().to_dict() or {})[
+        "status"
+    ] == "x", "the concurrent write kept"
+
+
+def test_firestore_commit_next_many_reads_afresh_once_after_the_leases_were_renewed(
+    clean_firestore: firestore.Client,
+) -> None:
+    """Our own renewals change many leases at once (they were taken together): every lease of
+    the batch renewed between the read and the commit costs one fresh read, not a split."""
+    store = FirestoreBackupStore(clean_firestore)
+    accounts = [f"acct-{i}" for i in range(8)]
+    leases = clean_firestore.collection(Collections.LEASES)
+    for account in accounts:
+        leases.document(account).set({"epoch": 3, "holder": "conn-a", "renewals": 0})
+    asked: dict[str, list[int]] = {a: [] for a in accounts}
+
+    def renew_all(account: str, call: int) -> None:
+        if account == "acct-0" and call == 1:
+            for other in accounts:
+                leases.document(other).update({"renewals": 1})
+
+    builder = _writing_builder(asked, renew_all, epoch=3)
+    results = store.commit_next_many([(a, 3, builder(a)) for a in accounts])
+    assert all(not isinstance(r, Exception) and r.manifest.generation == 1 for r in results)
+    assert store.commits == 2, "all, then all again on the renewed leases"
+    assert all(asked[a] == [1, 1] for a in accounts)
+
+
+def test_firestore_commit_next_many_splits_when_the_fresh_read_fails_too(
+    clean_firestore: firestore.Client,
+) -> None:
+    """One account written again between the fresh read and the second commit: the batch is
+    split in halves, and that account alone reads afresh."""
+    store = FirestoreBackupStore(clean_firestore)
+    accounts = [f"acct-{i}" for i in range(8)]
+    asked: dict[str, list[int]] = {a: [] for a in accounts}
+
+    def write(account: str, call: int) -> None:
+        if account == "acct-5" and call <= 2:
+            clean_firestore.collection(Collections.ACCOUNTS).document(account).set({"status": f"x{call}"})
+
+    builder = _writing_builder(asked, write)
+    reads = store.stats.reads
+    results = store.commit_next_many([(a, 1, builder(a)) for a in accounts])
+    assert all(not isinstance(r, Exception) and r.manifest.generation == 1 for r in results)
+    assert asked["acct-5"] == [1, 1, 1] and all(asked[a] == [1, 1] for a in accounts if a != "acct-5")
+    assert store.stats.reads - reads == 2 * 2 * len(accounts) + 2, "all twice, then acct-5 alone"
+    assert store.commits == 1 + 1 + 2 + 2 + 2, "all, all again, then halves down to acct-5"
+    for account in accounts:
+        assert [m.generation for m in store.manifests(account)] == [1]
+    assert store.commit_next_many([(a, 1, builder(a)) for a in accounts]) and store.commits == 9
 
 
 def test_full_size_chunks_round_trip(rig: Rig) -> None:
