@@ -382,6 +382,7 @@ def handoff(
     print(f"\n{A} back as a standby, ready after {time.monotonic() - launched:.1f} s ({_load()})")
     time.sleep(max(0.0, held_since + hold_s - time.monotonic()))
     proc, _port = stack.connectors[B]
+    held = [a for a, (holder, _) in fs.leases(stack.client, accounts).items() if holder == B]
     lag_before = histogram(stack, A, "wa_keeper_event_loop_lag_seconds")
     started = time.time()
     signalled = time.monotonic()
@@ -390,18 +391,19 @@ def handoff(
     exited = time.monotonic() - signalled
     wait_until(f"{A} holding every account", lambda: fs.connected_once(stack, A, accounts), deadline_s, 0.5)
     lag = loop_lag(lag_before, histogram(stack, A, "wa_keeper_event_loop_lag_seconds"))
-    print(f"\ngraceful handoff, SIGTERM of {B} holding {len(accounts)} accounts ({_load()}):")
+    moved = f"; {len(accounts) - len(held)} moved back to {A} before it" if len(held) < len(accounts) else ""
+    print(f"\ngraceful handoff, SIGTERM of {B} holding {len(held)} accounts{moved} ({_load()}):")
     print(
         f"  {B} exited (final backups, unattended, leases released): {exited:6.2f} s (exit code {code}; target <= 3 s)"
     )
-    written = final_backups(stack, accounts, started)
+    written = final_backups(stack, held, started)
     if written:
         summary("final backup written by the old host", written)
     else:
         print("  final backups: none needed (no session changed since its last backup)")
     summary(
         "logged in again from the preferred host",
-        back_after(started, fs.records(stack, accounts), accounts),
+        back_after(started, fs.records(stack, held), held),
         3.0,
     )
     print(f"  {A}'s event loop from the SIGTERM until all were back (probe every 50 ms): {lag}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 PRE_KEY_SLOTS = 100
@@ -28,3 +29,15 @@ def churn(path: Path, jid: str) -> None:
             "INSERT OR REPLACE INTO whatsmeow_sessions (our_jid, their_id, session) VALUES (?, ?, ?)",
             (jid, contact, secrets.token_bytes(160)),
         )
+
+
+def churn_delays(interval_s: float, phase: float) -> Iterator[float]:
+    """Seconds before each key churn of one connection: the first at `phase` (0 to 1) of the
+    interval, then one interval apart. Real traffic does not keep step with the login; with
+    a random phase, sessions that logged in together (a takeover) do not all change at the
+    same moment, so they are not all changed, or all backed up, at once."""
+    if not (interval_s > 0 and 0.0 <= phase <= 1.0):
+        raise ValueError(f"churn needs an interval > 0 and a phase in [0, 1], not {interval_s} and {phase}")
+    yield interval_s * phase
+    while True:
+        yield interval_s

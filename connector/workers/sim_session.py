@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,7 @@ from connector.clock import Clock, SystemClock
 from connector.errors import KeeperError
 from connector.sessions import whatsmeow
 from connector.sim import wire
-from connector.sim.churn import churn
+from connector.sim.churn import churn, churn_delays
 from connector.tasks import cancel_and_wait
 from connector.workers import protocol as wp
 from connector.workers.policy import Ending, reconnect_delay
@@ -71,9 +72,11 @@ class SimSession:
         *,
         template: Callable[[], Awaitable[Path]],
         clock: Clock | None = None,
+        churn_phase: Callable[[], float] = random.random,
     ) -> None:
+        """`churn_phase`: where in its interval each connection's key churn starts (0 to 1)."""
         self.account, self.path, self._link, self._emit = account, session_path, link, emit
-        self._template, self._clock = template, clock or SystemClock()
+        self._template, self._clock, self._churn_phase = template, clock or SystemClock(), churn_phase
         self.jid: str | None = None
         self._opened = False  # the file was read without error: pairing or logging in makes sense
         self._noise_key: bytes | None = None
@@ -276,8 +279,12 @@ class SimSession:
                 self._emit(wp.KeepaliveRestored(account=self.account))
 
     async def _churn(self, interval_s: float) -> None:
-        while interval_s > 0 and self.jid is not None:
-            await self._clock.sleep(interval_s)
+        if interval_s <= 0:
+            return
+        for delay in churn_delays(interval_s, self._churn_phase()):
+            if self.jid is None:
+                return
+            await self._clock.sleep(delay)
             if self.jid is not None:
                 await _on_disk(churn, self.path, self.jid)
                 self.churned.set()
