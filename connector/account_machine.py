@@ -377,7 +377,8 @@ def _command(state: AccountState, command: CommandReceived, config: Config) -> R
             SendOrder("logout"),
             Arm(Timer.STOP_BOUND, seconds=config.stop_bound_s),
         ]
-    # release: hand the account over (stop, then a final backup when it was connected)
+    # release: hand the account over (stop, then a final backup when it was connected); the
+    # daemon takes the command itself (Daemon._release_on_command: this, and the lease freed)
     state, actions = _stop_requested(replace(state, show_released=True), True, config)
     return state, [FinishCommand(cid, True, "released"), *actions]
 

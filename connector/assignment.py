@@ -12,7 +12,11 @@ The lease decides who really drives an account; the plan only says what to try:
   a connector that is slow or seen differently;
 - an account held here but preferred elsewhere is handed off (final backup,
   release, the new holder restores), at most `handoffs_per_minute` per connector;
-- held accounts no longer desired are released; above capacity, the excess goes.
+- held accounts no longer desired are released; above capacity, the excess goes;
+- an account this connector handed off in the last minute (a `release` command can
+  hand off an account it is preferred for) is taken back as the preferred one only
+  after `taken_back_after_s` free, later than the runner-up's head start: another
+  host goes first, and the account never waits on nobody.
 
 `ConnectorLiveness` judges which registry records are alive the way leases are
 judged (connector/lease.py): server age or local observation, never wall clocks.
@@ -35,10 +39,16 @@ HANDOFF_WINDOW_S = 60.0
 class AssignmentConfig:
     head_start_s: float = 3.0  # how long the runner-up lets the preferred connector go first
     handoffs_per_minute: int = 6  # rebalancing handoffs started by one connector per minute
+    taken_back_after_s: float = 10.0  # free this long before the preferred host retakes what it handed off
 
     def __post_init__(self) -> None:
         if not self.head_start_s >= 0:
             raise LeaseError(f"head start must be >= 0 s, got {self.head_start_s!r}")
+        if not self.taken_back_after_s > self.head_start_s:
+            raise LeaseError(
+                f"taking an account back ({self.taken_back_after_s!r} s) must wait longer than"
+                f" the head start ({self.head_start_s!r} s)"
+            )
         if not isinstance(self.handoffs_per_minute, int) or self.handoffs_per_minute < 0:
             raise LeaseError(f"handoffs per minute must be an integer >= 0, got {self.handoffs_per_minute!r}")
 
@@ -99,7 +109,8 @@ def plan(
 
     `handoffs` maps the accounts this connector handed off to when it did
     (monotonic); those of the last minute count against the budget, and are not
-    claimed back as runner-up meanwhile (no ping-pong with the new holder).
+    claimed back as runner-up meanwhile (no ping-pong with the new holder), nor as the
+    preferred one before `taken_back_after_s` free.
     """
     check_id("connector id", me)
     if me not in live:
@@ -127,7 +138,8 @@ def plan(
     free = sorted(wanted - mine)
     for account in free:
         if room > 0 and chosen[account] == me:
-            claims[account], room = 0.0, room - 1
+            delay = config.taken_back_after_s if account in recent else 0.0
+            claims[account], room = delay, room - 1
     for account in free:
         target = chosen[account]
         if (

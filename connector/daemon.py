@@ -189,7 +189,44 @@ class Daemon:
     def deliver_command(
         self, account: str, command_id: str, action: CommandAction, generation: int | None
     ) -> None:
+        if action is CommandAction.RELEASE:  # the lease goes too: the daemon's part, not the account's
+            self._spawn(self._release_on_command(account, command_id))
+            return
         self.supervisor.deliver(account, a.CommandReceived(command_id, action, generation))
+
+    async def _release_on_command(self, account: str, command_id: str) -> None:
+        """The `release` command: a handoff as rebalancing does it (stop, final backup, the lease
+        released with a hint), counted as one of ours, so this host takes the account back only
+        after another one had the first chance (connector/assignment.py `taken_back_after_s`)."""
+        if account not in self.elector.held() or account in self._releasing:
+            why = "already being released" if account in self._releasing else "not held by this connector"
+            await self._finish(command_id, False, why)
+            return
+        self._releasing.add(account)
+        self._handoffs[account] = self.clock.monotonic()
+        try:
+            seconds = await self.hand_off(account)
+        except Exception as exc:
+            log.exception("account %s: release on command failed", account)
+            await self._finish(command_id, False, f"release failed: {exc}")
+            return
+        if account in self.elector.held():
+            await self._finish(command_id, False, "the lease could not be released (it is renewed as before)")
+            return
+        after = self.config.assignment.taken_back_after_s
+        log.info("account %s released on command in %.2f s", account, seconds)
+        await self._finish(
+            command_id,
+            True,
+            f"released in {seconds:.1f} s: another connector may take it (this one takes it back"
+            f" after {after:g} s free if none does)",
+        )
+
+    async def _finish(self, command_id: str, ok: bool, message: str) -> None:
+        try:
+            await self.supervisor.commands.finish(command_id, ok, message)
+        except Exception as exc:  # the command expires; the handoff itself stands
+            log.error("command %s: result not recorded: %s", command_id, exc)
 
     # ---- the loops
 

@@ -40,6 +40,8 @@ from tests.integration import failover_support as fs
 from tests.integration.sim_records import Connection, double_connections, takeover_gaps
 from tests.integration.stack_support import EventLog, Stack, stack, wait_until
 from tests.pubsub_pull import PullSubscription, unique_topic
+from wa_wire.commands import CommandAction
+from wa_wire.names import Collections
 
 TTL_S = 6.0
 LEASE = LeaseConfig.for_ttl(TTL_S)
@@ -283,6 +285,41 @@ def test_sigterm_hands_off_to_a_visible_standby(two: Stack, events: EventLog) ->
     )
 
 
+def release_result(running: Stack, command_id: str) -> str:
+    """The message of a `release` command that succeeded (AssertionError otherwise)."""
+    command = emulator.wait_for_document(
+        running.client,
+        f"{Collections.COMMANDS}/{command_id}",
+        lambda d: d.get("status") in ("done", "failed"),
+        30,
+    )
+    assert command["status"] == "done" and command["result"]["ok"], command
+    return str(command["result"]["message"])
+
+
+def test_a_release_command_hands_the_account_to_the_other_connector(two: Stack) -> None:
+    """`release` stops the worker, takes a final backup and frees the lease; the host that was
+    preferred lets the other one take it (before: the lease stayed held and renewed, no worker
+    drove the account, and nobody else could take it)."""
+    released, kept = fs.preferring(A, [A, B], 2, "rel")
+    fs.pair_many(two, [released, kept], 60)
+    wait_until("a good backup of each", lambda: good_backups(two, [released, kept]), 60)
+    leases = fs.leases(two.client, [released, kept])
+    assert {holder for holder, _ in leases.values()} == {A}
+    asked = time.time()
+    command_id = two.command(released, CommandAction.RELEASE)
+    wait_until(f"{B} holding {released}, connected once", lambda: fs.connected_once(two, B, [released]), 60)
+    assert "another connector may take it" in release_result(two, command_id)
+    assert fs.leases(two.client, [released, kept]) == {
+        released: (B, leases[released][1] + 1),
+        kept: leases[kept],
+    }
+    by_a = [m for m in fs.manifests(two.client, released) if m["connector_id"] == A]
+    assert by_a and by_a[-1]["created_at"].timestamp() >= asked, f"no final backup by {A}: {by_a[-1:]}"
+    assert not any(r.start >= asked for r in fs.records(two, [kept])), f"{kept} was left alone"
+    assert_no_double_connection(two, [released, kept])
+
+
 def test_with_no_live_holder_the_sweep_marks_accounts_unattended(
     tmp_path: Path, clean_firestore: firestore.Client, topic: str
 ) -> None:
@@ -303,3 +340,23 @@ def test_with_no_live_holder_the_sweep_marks_accounts_unattended(
         for doc in fs.accounts_docs(alone.client, accounts).values():
             assert doc["holder"] == A
             assert doc["status_reason"] == "no connector holds this account (last status: connected)"
+
+
+def test_a_released_account_comes_back_when_no_other_connector_takes_it(
+    tmp_path: Path, clean_firestore: firestore.Client, topic: str
+) -> None:
+    """`release` on the only connector: the lease is freed, and after `taken_back_after_s` free
+    (connector/assignment.py) the same connector takes it again, at the next epoch."""
+    with stack(tmp_path, clean_firestore, topic) as alone:
+        alone.start_connector(A, **ENV)
+        account = "alone-release"
+        fs.pair_many(alone, [account], 60)
+        (_, epoch) = fs.leases(alone.client, [account])[account]
+        command_id = alone.command(account, CommandAction.RELEASE)
+        release_result(alone, command_id)
+        wait_until(
+            f"{A} holding {account} again, connected once",
+            lambda: fs.connected_once(alone, A, [account]),
+            60,
+        )
+        assert fs.leases(alone.client, [account])[account] == (A, epoch + 1)

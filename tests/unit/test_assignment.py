@@ -228,6 +228,30 @@ def test_a_handed_off_account_is_not_claimed_back_as_runner_up_within_the_minute
     assert plan_for("a", live, desired=[account], handoffs={account: 900.0}, now=1000.0).claims != {}
 
 
+@pytest.mark.parametrize(
+    ("handed_off_at", "delay"),
+    [
+        (None, 0.0),  # never handed off: the preferred host takes it at once
+        (990.0, CONFIG.taken_back_after_s),  # 10 s ago: the runner-up goes first
+        (941.0, CONFIG.taken_back_after_s),  # just within the minute
+        (940.0, 0.0),  # a minute ago: at once again
+    ],
+)
+def test_the_preferred_host_takes_back_what_it_handed_off_after_the_runner_up(
+    handed_off_at: float | None, delay: float
+) -> None:
+    """A `release` command hands off an account its host is preferred for: the runner-up's
+    head start is shorter, so another host takes it; with no other host it comes back."""
+    live = {"a": 1000, "c": 1000}
+    account = next(a for a in ACCOUNTS if rank(a, live)[0] == "a")
+    handoffs = {} if handed_off_at is None else {account: handed_off_at}
+    assert plan_for("a", live, desired=[account], handoffs=handoffs, now=1000.0).claims == {account: delay}
+    runner_up = plan_for("c", live, desired=[account], now=1000.0).claims
+    assert runner_up == {account: CONFIG.head_start_s} and CONFIG.head_start_s < CONFIG.taken_back_after_s
+    alone = plan_for("a", {"a": 1000}, desired=[account], handoffs=handoffs, now=1000.0).claims
+    assert alone == {account: delay}, "with no other host it is taken back all the same"
+
+
 def test_spent_budget_defers_every_handoff() -> None:
     live = {"a": 1000, "c": 1000}
     recent = {f"old-{i}": 990.0 for i in range(CONFIG.handoffs_per_minute)}
@@ -288,6 +312,8 @@ def test_bad_plan_input_is_refused(me: str, live: dict[str, int], message: str) 
         ({"head_start_s": math.nan}, "head start"),
         ({"handoffs_per_minute": -1}, "handoffs per minute"),
         ({"handoffs_per_minute": 1.5}, "handoffs per minute"),
+        ({"taken_back_after_s": 3.0}, "must wait longer than the head start"),
+        ({"taken_back_after_s": math.nan}, "must wait longer than the head start"),
     ],
 )
 def test_a_bad_config_is_refused(kwargs: dict[str, float], message: str) -> None:
