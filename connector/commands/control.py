@@ -1,4 +1,4 @@
-"""`wa-keeper wipe ACCOUNT --yes` and `wa-keeper reconnect ACCOUNT`: issue a command, wait for its result.
+"""`wa-keeper wipe ACCOUNT --yes`, `reconnect ACCOUNT`, `release ACCOUNT`: issue a command, wait for its result.
 
 Each writes one `commands/{id}` document (`issued_by: cli:<user>`); the connector
 holding the account's lease claims and runs it. The wait shows the command's
@@ -68,6 +68,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_timeout(reconnect)
     reconnect.set_defaults(handler=run_reconnect)
 
+    release = subparsers.add_parser(
+        "release",
+        help="move the account off its host: final backup, lease freed; another host takes it"
+        " (with none, its host takes it back after 10 s)",
+    )
+    release.add_argument("account")
+    add_timeout(release)
+    release.set_defaults(handler=run_release)
+
 
 def run_wipe(args: argparse.Namespace) -> int:
     if not args.yes:
@@ -82,6 +91,10 @@ def run_wipe(args: argparse.Namespace) -> int:
 
 def run_reconnect(args: argparse.Namespace) -> int:
     return issue_and_wait(args.account, CommandAction.RECONNECT, {}, args.timeout)
+
+
+def run_release(args: argparse.Namespace) -> int:
+    return issue_and_wait(args.account, CommandAction.RELEASE, {}, args.timeout)
 
 
 def issue_and_wait(account: str, action: CommandAction, params: dict[str, object], timeout_s: float) -> int:

@@ -124,6 +124,7 @@ ALL_COMMANDS = [
     ("status",),
     ("pair", A, "--timeout", "5"),
     ("reconnect", A),
+    ("release", A),
     ("restore", A),
     ("wipe", A, "--yes"),
     ("backups", A),
@@ -142,7 +143,7 @@ def test_an_unreachable_firestore_is_one_line_and_exit_1(tmp_path: Path, args: t
     assert done.stdout == ""
 
 
-@pytest.mark.parametrize("verb", ["reconnect", "restore", "wipe"])
+@pytest.mark.parametrize("verb", ["reconnect", "release", "restore", "wipe"])
 def test_an_unknown_account_is_one_line_exit_1_and_issues_nothing(
     tmp_path: Path, clean_firestore: firestore.Client, verb: str
 ) -> None:
@@ -177,7 +178,7 @@ def test_usage_errors_exit_2_and_issue_nothing(
     assert commands_of(clean_firestore, A) == []
 
 
-@pytest.mark.parametrize("verb", ["reconnect", "restore", "wipe"])
+@pytest.mark.parametrize("verb", ["reconnect", "release", "restore", "wipe"])
 def test_a_bad_account_id_is_one_line_and_issues_nothing(
     tmp_path: Path, clean_firestore: firestore.Client, verb: str
 ) -> None:
@@ -298,6 +299,12 @@ def test_pair_reconnect_restore_and_wipe_against_a_running_connector(
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith(f"restore of {A} done: restored generation {generation}")
     e2e.wait_status(A, "connected", 60)
+
+    released = cli("release", A, "--timeout", "60", cwd=tmp_path)
+    assert released.returncode == 0, released.stderr
+    assert released.stdout.startswith(f"release of {A} done: released in"), released.stdout
+    assert "takes it back after 10 s free" in released.stdout
+    e2e.wait_status(A, "connected", 60)  # the only connector takes it back
 
     assert_metrics_counted(e2e, "conn-ops")
 
