@@ -13,10 +13,11 @@ The lease decides who really drives an account; the plan only says what to try:
 - an account held here but preferred elsewhere is handed off (final backup,
   release, the new holder restores), at most `handoffs_per_minute` per connector;
 - held accounts no longer desired are released; above capacity, the excess goes;
-- an account this connector handed off in the last minute (a `release` command can
-  hand off an account it is preferred for) is taken back as the preferred one only
-  after `taken_back_after_s` free, later than the runner-up's head start: another
-  host goes first, and the account never waits on nobody.
+- an account this connector gave up on a `release` command in the last minute is
+  taken back as the preferred one only after `taken_back_after_s` free, later than the
+  runner-up's head start: another host goes first, and the account never waits on
+  nobody. (Only those: an account handed off to its preferred host, which then died,
+  is taken at once.)
 
 `ConnectorLiveness` judges which registry records are alive the way leases are
 judged (connector/lease.py): server age or local observation, never wall clocks.
@@ -104,13 +105,15 @@ def plan(
     handoffs: Mapping[str, float],
     now: float,
     config: AssignmentConfig,
+    given_up: Mapping[str, float] | None = None,
 ) -> Plan:
     """What `me` should claim and release, given the live connectors and their capacities.
 
     `handoffs` maps the accounts this connector handed off to when it did
     (monotonic); those of the last minute count against the budget, and are not
-    claimed back as runner-up meanwhile (no ping-pong with the new holder), nor as the
-    preferred one before `taken_back_after_s` free.
+    claimed back as runner-up meanwhile (no ping-pong with the new holder). `given_up`
+    maps the accounts released on a `release` command to when: those of the last minute
+    are claimed as the preferred one only after `taken_back_after_s` free.
     """
     check_id("connector id", me)
     if me not in live:
@@ -123,7 +126,8 @@ def plan(
     releases = [Release(a, ReleaseReason.NOT_DESIRED) for a in sorted(mine - wanted)]
     keep = sorted(mine & wanted)
     movable = [a for a in keep if chosen[a] not in (me, None)]
-    recent = {a for a, t in handoffs.items() if now - HANDOFF_WINDOW_S < t <= now}
+    recent = _within_the_window(handoffs, now)
+    returned = _within_the_window(given_up or {}, now)
     budget = max(0, config.handoffs_per_minute - len(recent))
     for account in movable[:budget]:
         releases.append(Release(account, ReleaseReason.HANDOFF, chosen[account]))
@@ -138,7 +142,7 @@ def plan(
     free = sorted(wanted - mine)
     for account in free:
         if room > 0 and chosen[account] == me:
-            delay = config.taken_back_after_s if account in recent else 0.0
+            delay = config.taken_back_after_s if account in returned else 0.0
             claims[account], room = delay, room - 1
     for account in free:
         target = chosen[account]
@@ -150,6 +154,10 @@ def plan(
         ):
             claims[account], room = config.head_start_s, room - 1
     return Plan(claims, tuple(releases), chosen, len(movable) - min(budget, len(movable)))
+
+
+def _within_the_window(moments: Mapping[str, float], now: float) -> set[str]:
+    return {a for a, t in moments.items() if now - HANDOFF_WINDOW_S < t <= now}
 
 
 def _runner_up(account: str, live: Mapping[str, int], target: str | None) -> str | None:

@@ -104,6 +104,7 @@ class Daemon:
         self.http = http(self.readiness, self.status_view)
         self.liveness = ConnectorLiveness()
         self._handoffs: dict[str, float] = {}
+        self._given_up: dict[str, float] = {}  # released on a `release` command, and when
         self._releasing: set[str] = set()
         self._handing_off = 0  # accounts between their stop and their lease's release
         self._kept: set[str] = set()  # held, missing from the desired set, confirmed desired (logged once)
@@ -203,7 +204,7 @@ class Daemon:
             await self._finish(command_id, False, why)
             return
         self._releasing.add(account)
-        self._handoffs[account] = self.clock.monotonic()
+        self._handoffs[account] = self._given_up[account] = self.clock.monotonic()
         try:
             seconds = await self.hand_off(account)
         except Exception as exc:
@@ -305,6 +306,7 @@ class Daemon:
             handoffs=self._handoffs,
             now=now,
             config=self.config.assignment,
+            given_up=self._given_up,
         )
         self.elector.set_claims({k: v for k, v in decided.claims.items() if k not in self._releasing})
         unwanted = [r.account for r in decided.releases if r.reason is ReleaseReason.NOT_DESIRED]

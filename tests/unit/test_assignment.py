@@ -36,8 +36,18 @@ def plan_for(
     *,
     handoffs: Mapping[str, float] | None = None,
     now: float = 1000.0,
+    given_up: Mapping[str, float] | None = None,
 ) -> Plan:
-    return plan(me, live=live, desired=desired, held=held, handoffs=handoffs or {}, now=now, config=CONFIG)
+    return plan(
+        me,
+        live=live,
+        desired=desired,
+        held=held,
+        handoffs=handoffs or {},
+        now=now,
+        config=CONFIG,
+        given_up=given_up,
+    )
 
 
 def releases(p: Plan, reason: ReleaseReason) -> list[str]:
@@ -237,19 +247,28 @@ def test_a_handed_off_account_is_not_claimed_back_as_runner_up_within_the_minute
         (940.0, 0.0),  # a minute ago: at once again
     ],
 )
-def test_the_preferred_host_takes_back_what_it_handed_off_after_the_runner_up(
+def test_the_preferred_host_takes_back_what_it_gave_up_after_the_runner_up(
     handed_off_at: float | None, delay: float
 ) -> None:
     """A `release` command hands off an account its host is preferred for: the runner-up's
     head start is shorter, so another host takes it; with no other host it comes back."""
     live = {"a": 1000, "c": 1000}
     account = next(a for a in ACCOUNTS if rank(a, live)[0] == "a")
-    handoffs = {} if handed_off_at is None else {account: handed_off_at}
-    assert plan_for("a", live, desired=[account], handoffs=handoffs, now=1000.0).claims == {account: delay}
+    given_up = {} if handed_off_at is None else {account: handed_off_at}
+    mine = plan_for("a", live, desired=[account], handoffs=given_up, given_up=given_up)
+    assert mine.claims == {account: delay}
     runner_up = plan_for("c", live, desired=[account], now=1000.0).claims
     assert runner_up == {account: CONFIG.head_start_s} and CONFIG.head_start_s < CONFIG.taken_back_after_s
-    alone = plan_for("a", {"a": 1000}, desired=[account], handoffs=handoffs, now=1000.0).claims
+    alone = plan_for("a", {"a": 1000}, desired=[account], handoffs=given_up, given_up=given_up).claims
     assert alone == {account: delay}, "with no other host it is taken back all the same"
+
+
+def test_an_account_handed_off_to_a_host_that_died_is_taken_at_once() -> None:
+    """A rebalancing handoff (not a `release` command) to the preferred host, which then died:
+    the giver, preferred now, takes it as soon as it is free (a kill -9 stays within TTL)."""
+    live = {"a": 1000, "c": 1000}
+    account = next(a for a in ACCOUNTS if rank(a, live)[0] == "c")
+    assert plan_for("a", {"a": 1000}, desired=[account], handoffs={account: 990.0}).claims == {account: 0.0}
 
 
 def test_spent_budget_defers_every_handoff() -> None:
