@@ -258,6 +258,7 @@ The final code (f7a29b2), logged in again max (n):
   --hold-s 0 (200 accounts): 1.91 (124), 1.91 (125); exited 1.40-1.60 s
   --churn-ms 1000 (nearly every session changed): 2.64 (190), 2.74 (178), 2.76 (182),
     2.48 (176); exited 1.40-2.12 s
+  feda4a1 (the release command; takeovers unchanged): default 2.24 (81), --hold-s 0 2.30 (129)
   kill -9 (43 runs today, profiled ones in): p50 11.7-13.7 / max 13.4-15.2 s. Double connections:
     none in any run.
 The machine was again CPU-bound through the handoff (83-98 % of both CPUs from 0.25 s after
