@@ -26,7 +26,7 @@ from typing import Any
 
 from connector import __version__
 from connector import account as a
-from connector.adapters.firestore_accounts import FirestoreAccountDirectory
+from connector.adapters.firestore_accounts import FirestoreAccountDirectory, needs_listing
 from connector.assignment import AssignmentConfig, ConnectorLiveness, ReleaseReason, plan
 from connector.clock import Clock
 from connector.handoff_hints import HintSender
@@ -60,6 +60,7 @@ class DaemonConfig:
     capacity: int = 500
     placement_every_s: float = 2.0
     refresh_desired_every_s: float = 10.0  # commands and handoff hints bring the urgent cases at once
+    list_desired_every_s: float = 60.0  # in between, a count tells whether the set changed
     health_every_s: float = 30.0
     shutdown_bound_s: float = 20.0
     release_bound_s: float = 10.0
@@ -115,6 +116,7 @@ class Daemon:
         self._placement_ok = False
         self._warmed = False
         self._last_refresh = -1e9
+        self._last_listing = -1e9
         self._hints_deaf = False  # the hint listener was not listening at the last refresh
 
     # ---- LeaseListener: called on the loop, must not block
@@ -291,7 +293,7 @@ class Daemon:
         live.setdefault(self.config.connector_id, self.config.capacity)
         self._live = set(live)
         if now - self._last_refresh > self.config.refresh_desired_every_s:
-            await asyncio.to_thread(self.directory.refresh)
+            await self._refresh_desired(now)
             self._last_refresh = now
             deaf, self._hints_deaf = self._hints_deaf, self._hinted is not None and not self.hints.listening()
             if deaf and self._hints_deaf and self._hinted is not None:  # at two refreshes in a row:
@@ -320,6 +322,20 @@ class Daemon:
                 self._handoffs[release.account] = now
                 self._spawn(self.hand_off(release.account))
         self._placement_ok = True
+
+    async def _refresh_desired(self, now: float) -> None:
+        """List the desired set when its count says it changed, or now and then in any case."""
+        since = now - self._last_listing
+        counted = None
+        if since < self.config.list_desired_every_s:
+            try:
+                counted = await asyncio.to_thread(self.directory.count)
+            except Exception as exc:  # listing instead costs more reads, never a missed change
+                log.warning("desired accounts not counted (listing them instead): %s", exc)
+        known = len(self.directory.desired())
+        if needs_listing(since, self.config.list_desired_every_s, counted, known):
+            await asyncio.to_thread(self.directory.refresh)
+            self._last_listing = now
 
     async def _warm(self) -> None:
         """Set the workers up before any account comes (a standby is ready to take over before it

@@ -10,6 +10,11 @@ once, and a released account reaches the next holder as a handoff hint
 (connector/adapters/firestore_hints.py). The set is good for claims, never proof
 that an account is no longer wanted: `still_desired` asks the documents
 themselves before anything is released.
+
+A listing is billed one read per account; a count of the same query, one read per
+1,000. So the daemon counts often and lists when the count differs from the set's
+size, or every `full_every_s` in any case (an account in and another out between
+two counts keep the size).
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from wa_wire import Collections
 
 DESIRED_ACTIVE = "active"
+
+
+def needs_listing(since_listed_s: float, full_every_s: float, counted: int | None, known: int) -> bool:
+    """Whether to list the desired set again: never listed yet or listed `full_every_s` ago,
+    or its count (None: not counted) differs from the size of the set we have."""
+    return since_listed_s >= full_every_s or counted is None or counted != known
 
 
 class FirestoreAccountDirectory:
@@ -56,6 +67,11 @@ class FirestoreAccountDirectory:
             }
         self.loaded.set()
         return self.desired()
+
+    def count(self) -> int:
+        """How many accounts say `desired: active` now (an aggregation: one billed read per
+        1,000 of them)."""
+        return int(self._query().count().get()[0][0].value)
 
     def still_desired(self, accounts: Iterable[str]) -> set[str]:
         """Of `accounts`, those whose document says `desired: active` now (point reads); the

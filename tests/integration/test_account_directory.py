@@ -78,3 +78,15 @@ def test_still_desired_asks_the_documents_and_mends_the_set(clean_firestore: fir
     clean_firestore.collection(Collections.ACCOUNTS).document("active").update({"desired": "stopped"})
     assert directory.still_desired(["active"]) == set()
     assert directory.desired() == set()
+
+
+def test_the_count_follows_activations_and_deactivations(clean_firestore: firestore.Client) -> None:
+    directory = FirestoreAccountDirectory(clean_firestore)
+    assert directory.count() == 0
+    for account in ("one", "two", "three"):
+        activate_account(clean_firestore, account)
+    assert directory.count() == 3
+    directory.refresh()
+    clean_firestore.collection(Collections.ACCOUNTS).document("two").update({"desired": "stopped"})
+    assert directory.count() == 2 != len(directory.desired()), "the daemon lists again"
+    assert directory.refresh() == {"one", "three"}

@@ -360,3 +360,22 @@ def test_a_released_account_comes_back_when_no_other_connector_takes_it(
             60,
         )
         assert fs.leases(alone.client, [account])[account] == (A, epoch + 1)
+
+
+def test_an_account_no_longer_desired_is_released(
+    tmp_path: Path, clean_firestore: firestore.Client, topic: str
+) -> None:
+    """`desired: stopped` written by hand: the connector's count of the desired set changes, it
+    lists the set again, checks the document and hands the account off (the other stays)."""
+    with stack(tmp_path, clean_firestore, topic) as alone:
+        alone.start_connector(A, **ENV)
+        stopped, kept = "alone-stopped", "alone-kept"
+        fs.pair_many(alone, [stopped, kept], 60)
+        clean_firestore.collection(Collections.ACCOUNTS).document(stopped).update({"desired": "stopped"})
+        wait_until(
+            f"{stopped} released",
+            lambda: fs.leases(alone.client, [stopped])[stopped][0] is None,
+            60,
+        )
+        assert fs.statuses(alone.client, [stopped, kept]) == {stopped: "unattended", kept: "connected"}
+        assert fs.leases(alone.client, [kept])[kept][0] == A
