@@ -40,7 +40,7 @@ HANDOFF_WINDOW_S = 60.0
 class AssignmentConfig:
     head_start_s: float = 3.0  # how long the runner-up lets the preferred connector go first
     handoffs_per_minute: int = 6  # rebalancing handoffs started by one connector per minute
-    taken_back_after_s: float = 10.0  # free this long before the preferred host retakes what it handed off
+    taken_back_after_s: float = 10.0  # free this long before retaking what a release command gave up
 
     def __post_init__(self) -> None:
         if not self.head_start_s >= 0:

@@ -13,8 +13,8 @@ themselves before anything is released.
 
 A listing is billed one read per account; a count of the same query, one read per
 1,000. So the daemon counts often and lists when the count differs from the set's
-size, or every `full_every_s` in any case (an account in and another out between
-two counts keep the size).
+size, or every `DaemonConfig.list_desired_every_s` in any case (an account in and
+another out between two counts keep the size).
 """
 
 from __future__ import annotations
